@@ -1,0 +1,133 @@
+"""Backbone configuration and named size presets.
+
+A preset is a zero-argument builder that only chooses numbers. Sizes are named by the approximate
+parameter count of the backbone (latents, attention and MLP blocks; encoders and readouts excluded).
+
+Example:
+    >>> cfg = get_preset("5M")
+    >>> cfg.d_model, cfg.n_heads, cfg.n_layers
+    (256, 4, 6)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+__all__ = [
+    "PRESETS", "BackboneConfig", "get_preset", "preset_1m", "preset_5m", "preset_20m",
+    "preset_80m", "preset_300m", "tiny",
+]  # fmt: skip
+
+
+class BackboneConfig(BaseModel):
+    """Numbers that fully specify a :class:`~neurofm.core.backbone.perceiver.PerceiverIO`.
+
+    Attributes:
+        d_model: token width.
+        n_heads: attention heads; must divide ``d_model`` (head dim ``d_model // n_heads``, even).
+        n_layers: self-attention blocks over the latents.
+        n_latents: latent tokens per sample, tiling the window evenly in time.
+        mlp_ratio: MLP hidden width as a multiple of ``d_model``.
+        dropout: dropout on the residual branches (not on attention weights).
+        attention: attention backend name (see ``neurofm.core.backbone.attention``).
+        local_every: 0: every self-attention block is global; ``k > 0``: blocks ``k-1, 2k-1, ...``
+            are global and the others time-local (a latent sees its neighbours in time).
+        rotary_min_period_s, rotary_max_period_s: period range of the rotary time embedding.
+        compile: ``torch.compile`` the per-token compute of each block.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    d_model: int = 64
+    n_heads: int = 4
+    n_layers: int = 2
+    n_latents: int = 16
+    mlp_ratio: float = 4.0
+    dropout: float = 0.0
+    attention: Literal["auto", "sdpa", "reference", "xformers"] = "auto"
+    local_every: int = 0
+    rotary_min_period_s: float = 0.01
+    rotary_max_period_s: float = 100.0
+    compile: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> BackboneConfig:
+        if self.d_model <= 0 or self.n_heads <= 0 or self.d_model % self.n_heads != 0:
+            raise ValueError(
+                f"n_heads ({self.n_heads}) must divide d_model ({self.d_model}); "
+                "choose e.g. d_model = 64 * n_heads"
+            )
+        if (self.d_model // self.n_heads) % 2 != 0:
+            raise ValueError(
+                f"head dim d_model // n_heads = {self.d_model // self.n_heads} must be even "
+                "(rotary embeddings rotate channel pairs)"
+            )
+        if self.n_layers < 0 or self.n_latents < 1 or self.local_every < 0:
+            raise ValueError("need n_layers >= 0, n_latents >= 1 and local_every >= 0")
+        if self.mlp_ratio <= 0 or not 0.0 <= self.dropout < 1.0:
+            raise ValueError("need mlp_ratio > 0 and 0 <= dropout < 1")
+        if not 0 < self.rotary_min_period_s <= self.rotary_max_period_s:
+            raise ValueError("need 0 < rotary_min_period_s <= rotary_max_period_s")
+        return self
+
+    @property
+    def head_dim(self) -> int:
+        """Channels per attention head."""
+        return self.d_model // self.n_heads
+
+    def is_local(self, layer: int) -> bool:
+        """Whether self-attention block ``layer`` (0-based) is time-local."""
+        return self.local_every > 0 and (layer + 1) % self.local_every != 0
+
+
+def tiny() -> BackboneConfig:
+    """For fast tests: d 32, 2 heads, 1 layer, 8 latents."""
+    return BackboneConfig(d_model=32, n_heads=2, n_layers=1, n_latents=8)
+
+
+def preset_1m() -> BackboneConfig:
+    """About 1.5M parameters: d 256, 4 heads, 2 layers (narrow MLP keeps it near its name)."""
+    return BackboneConfig(d_model=256, n_heads=4, n_layers=2, n_latents=32, mlp_ratio=1.0)
+
+
+def preset_5m() -> BackboneConfig:
+    """About 6M parameters: d 256, 4 heads, 6 layers."""
+    return BackboneConfig(d_model=256, n_heads=4, n_layers=6, n_latents=32)
+
+
+def preset_20m() -> BackboneConfig:
+    """About 25M parameters: d 512, 8 heads, 6 layers."""
+    return BackboneConfig(d_model=512, n_heads=8, n_layers=6, n_latents=64)
+
+
+def preset_80m() -> BackboneConfig:
+    """About 100M parameters: d 768, 12 heads, 12 layers."""
+    return BackboneConfig(d_model=768, n_heads=12, n_layers=12, n_latents=128)
+
+
+def preset_300m() -> BackboneConfig:
+    """About 330M parameters: d 1024, 16 heads, 24 layers."""
+    return BackboneConfig(d_model=1024, n_heads=16, n_layers=24, n_latents=256)
+
+
+PRESETS: dict[str, Callable[[], BackboneConfig]] = {
+    "tiny": tiny,
+    "1M": preset_1m,
+    "5M": preset_5m,
+    "20M": preset_20m,
+    "80M": preset_80m,
+    "300M": preset_300m,
+}
+
+
+def get_preset(name: str) -> BackboneConfig:
+    """The backbone configuration of preset ``name`` (one of ``PRESETS``)."""
+    try:
+        return PRESETS[name]()
+    except KeyError:
+        raise ValueError(
+            f"unknown backbone preset {name!r}; known presets: {', '.join(PRESETS)}"
+        ) from None

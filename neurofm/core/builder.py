@@ -1,0 +1,208 @@
+"""Model and experiment configs, and building a model from a config through the registry."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from neurofm import registry
+from neurofm.core.backbone import BackboneConfig, PerceiverIO, get_preset
+from neurofm.core.config import PluginConfig, StrictModel, plugin_config_field
+from neurofm.core.data.session import Session
+from neurofm.core.interfaces import SessionUnits
+from neurofm.core.model import NeuroFM
+
+__all__ = [
+    "DataConfig",
+    "ExperimentConfig",
+    "ModelConfig",
+    "TrainingConfig",
+    "build_model",
+    "build_model_from_units",
+    "default_model_config",
+    "session_units",
+    "target_channels",
+]
+
+ModalityConfig = plugin_config_field("modalities")
+ReadoutConfig = plugin_config_field("readouts")
+HeadConfig = plugin_config_field("heads")
+
+
+class ModelConfig(StrictModel):
+    """A whole model: backbone numbers, one encoder per stream, a readout, one head per target stream.
+
+    ``modalities`` and ``heads`` are keyed by stream name (as in the sessions' manifests); each value
+    is a plugin config validated through the registry.
+    """
+
+    backbone: BackboneConfig = Field(default_factory=lambda: get_preset("tiny"))
+    modalities: dict[str, ModalityConfig]
+    readout: ReadoutConfig | None = None
+    heads: dict[str, HeadConfig] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _heads_have_streams(self) -> ModelConfig:
+        extra = sorted(set(self.heads) - set(self.modalities))
+        if extra:
+            raise ValueError(
+                f"heads {extra} have no stream in `modalities` ({sorted(self.modalities)}); "
+                f"a head predicts a stream the model encodes"
+            )
+        return self
+
+
+class DataConfig(StrictModel):
+    """Where the sessions are and how windows are cut."""
+
+    path: str
+    sessions: list[str] | None = None
+    window_s: float = Field(2.0, gt=0)
+
+
+class TrainingConfig(StrictModel):
+    """Optimisation settings (AdamW with linear warm-up and cosine decay)."""
+
+    steps: int = Field(1000, ge=1)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_steps: int = Field(50, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    seed: int = 0
+    eval_every: int = Field(200, ge=1)
+    tasks: dict[str, float] = Field(
+        default_factory=lambda: {
+            "responses_from_stimulus_behaviour": 2.0,
+            "behaviour_from_responses": 1.0,
+            "forecast": 1.0,
+        }
+    )
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+
+
+class ExperimentConfig(StrictModel):
+    """Everything ``neurofm train`` needs: model, data and training settings."""
+
+    model: ModelConfig
+    data: DataConfig
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+
+
+def default_model_config(
+    preset: str = "tiny", *, frame_size: tuple[int, int] = (36, 64)
+) -> ModelConfig:
+    """The built-in mouse V1 model: movie, pupil, running -> calcium, with behaviour heads.
+
+    ``frame_size`` (height, width) of the movie; tubelets tile each side in 4 (or 3, 2, 1 if 4 does
+    not divide it).
+    """
+    h, w = frame_size
+
+    def patch(side: int) -> int:
+        return side // next(n for n in (4, 3, 2, 1) if side % n == 0)
+
+    return ModelConfig.model_validate(
+        {
+            "backbone": get_preset(preset).model_dump(),
+            "modalities": {
+                "movie": {
+                    "type": "movie",
+                    "height": h,
+                    "width": w,
+                    "patch_height": patch(h),
+                    "patch_width": patch(w),
+                },
+                "pupil": {"type": "pupil"},
+                "running": {"type": "running"},
+                "calcium": {"type": "calcium"},
+            },
+            "readout": {"type": "neuron_embedding"},
+            "heads": {
+                "calcium": {"type": "poisson"},
+                "pupil": {"type": "regression"},
+                "running": {"type": "regression"},
+            },
+        }
+    )
+
+
+def session_units(sessions: Sequence[Session]) -> dict[str, SessionUnits]:
+    """Readout vocabulary: the units of each session."""
+    out = {}
+    for s in sessions:
+        if s.units is not None:
+            out[s.session_id] = SessionUnits(
+                s.session_id, len(s.units), s.units.position_um, s.units.area
+            )
+    return out
+
+
+def _build(kind: str, config: PluginConfig, **kwargs):
+    return registry.get_registry(kind).get(config.type)(config, **kwargs)
+
+
+def target_channels(config: ModelConfig, sessions: Sequence[Session]) -> dict[str, int]:
+    """Channel count of every non-neural target stream, read from the sessions' manifests."""
+    out = {}
+    for name in config.heads:
+        encoder_cls = registry.modalities.get(config.modalities[name].type)
+        if encoder_cls.per_unit:
+            continue
+        shapes = {
+            tuple(s.stream_spec(name).data.shape[1:])
+            for s in sessions
+            if name in s.manifest.streams
+        }
+        if len(shapes) != 1:
+            raise ValueError(
+                f"target stream {name!r} needs one sample shape across sessions to size its "
+                f"head; found {sorted(shapes) or 'no session with that stream'}"
+            )
+        shape = shapes.pop()
+        if len(shape) != 1:
+            raise ValueError(f"target stream {name!r} has samples of shape {shape}; heads need [C]")
+        out[name] = shape[0]
+    return out
+
+
+def build_model(config: ModelConfig, sessions: Sequence[Session]) -> NeuroFM:
+    """Build every part named in ``config`` through the registry and assemble a :class:`NeuroFM`.
+
+    ``sessions`` provide the readout's vocabulary (units per session) and the channel counts of the
+    target streams.
+    """
+    return build_model_from_units(
+        config, session_units(sessions), target_channels(config, sessions)
+    )
+
+
+def build_model_from_units(
+    config: ModelConfig, units: Mapping[str, SessionUnits], channels: Mapping[str, int]
+) -> NeuroFM:
+    """Like :func:`build_model`, from a unit vocabulary and target channel counts (checkpoints)."""
+    d = config.backbone.d_model
+    encoders = {
+        name: _build("modalities", cfg, d_model=d) for name, cfg in config.modalities.items()
+    }
+    heads = {}
+    for name, cfg in config.heads.items():
+        if not encoders[name].per_unit and name not in channels:
+            raise ValueError(f"channel count of target stream {name!r} unknown")
+        heads[name] = _build(
+            "heads", cfg, d_model=d, channels=None if encoders[name].per_unit else channels[name]
+        )
+    readout = None
+    if any(e.per_unit for e in encoders.values()):
+        readout_cfg = config.readout or registry.readouts.get("neuron_embedding").Config()
+        per_unit_heads = [heads[n] for n, e in encoders.items() if e.per_unit and n in heads]
+        p = max((h.params_per_channel for h in per_unit_heads), default=1)
+        readout = _build("readouts", readout_cfg, d_model=d, sessions=units, params_per_unit=p)
+    model = NeuroFM(
+        encoders=encoders, backbone=PerceiverIO(config.backbone), readout=readout, heads=heads
+    )
+    model.session_units = dict(units)
+    model.target_channels = dict(channels)
+    return model

@@ -1,0 +1,63 @@
+"""Write the simulated mouse V1 dataset in the session format (``neurofm simulate``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from neurofm.core.data.session import UnitTable
+from neurofm.core.data.simulation import SimulationConfig, simulate_session
+from neurofm.core.data.writer import StreamInput, write_session
+from neurofm.core.io import atomic_directory, atomic_write_text
+
+__all__ = ["simulate_to_disk"]
+
+_PER_UNIT = {"calcium", "spikes"}
+
+
+def simulate_to_disk(
+    out: str | Path,
+    config: SimulationConfig | None = None,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Simulate every session of ``config`` and write them as session folders under ``out``.
+
+    The whole dataset appears at once: it is built in a temporary folder beside ``out`` and
+    renamed into place, so an interrupted run leaves no partial dataset. The config used is saved
+    as ``out/simulation.json``.
+    """
+    config = config or SimulationConfig()
+    out = Path(out)
+    jobs = [(a, s) for a in range(config.n_animals) for s in range(config.sessions_per_animal)]
+    with atomic_directory(out, overwrite=overwrite) as tmp:
+        for animal, index in tqdm(
+            jobs, desc="simulating sessions", disable=not progress, unit="session"
+        ):
+            sim = simulate_session(config, animal, index)
+            streams = {
+                name: StreamInput(
+                    modality=s.modality,
+                    data=s.data,
+                    timestamps=s.timestamps,
+                    per_unit=name in _PER_UNIT,
+                    channel_names=s.channel_names,
+                )
+                for name, s in sim.streams.items()
+            }
+            truth = {k: v for k, v in sim.ground_truth.items() if v.dtype.kind in "fiub"}
+            write_session(
+                tmp,
+                session_id=sim.session_id,
+                animal_id=sim.animal_id,
+                species=sim.species,
+                streams=streams,
+                intervals=sim.intervals,
+                units=UnitTable(sim.unit_ids, sim.unit_position_um, sim.unit_area),
+                ground_truth=truth,
+                attributes={"simulated": True, "seed": config.seed},
+            )
+        atomic_write_text(tmp / "simulation.json", config.model_dump_json(indent=2) + "\n")
+    return out

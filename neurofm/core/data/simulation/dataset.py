@@ -1,0 +1,286 @@
+"""Configuration and assembly of simulated sessions (see docs/simulator.md).
+
+A session is one continuous recording: a gray lead-in, then trials in shuffled order, each a movie
+clip followed by a gray gap. Train and validation clips are unique to the session; test clips are
+shared by every session of the dataset and shown ``test_repeats`` times each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from neurofm.core.data.simulation.behaviour import BehaviourStyle, simulate_behaviour
+from neurofm.core.data.simulation.neurons import (
+    behavioural_gain,
+    expected_calcium,
+    firing_rate,
+    sample_calcium,
+    sample_population,
+    sample_retinotopy,
+    spatial_responses,
+    stimulus_drive,
+    temporal_filter,
+    temporal_kernels,
+)
+from neurofm.core.data.simulation.stimulus import (
+    MEAN_LUMINANCE,
+    MovieStyle,
+    ScreenGeometry,
+    natural_movie_clip,
+)
+
+__all__ = ["SimulatedSession", "SimulatedStream", "SimulationConfig", "simulate_dataset",
+           "simulate_session"]
+
+# first entries of the seed sequences, one per random stream, so streams never share draws
+_ANIMAL, _NEURONS, _BEHAVIOUR, _NOISE, _SCHEDULE, _SESSION_CLIP, _TEST_CLIP = range(7)
+
+
+class SimulationConfig(BaseModel, extra="forbid", frozen=True):
+    """Everything that determines a simulated dataset; the same config gives identical arrays."""
+
+    seed: int = Field(0, ge=0)
+    n_animals: int = Field(2, ge=1)
+    sessions_per_animal: int = Field(2, ge=1)
+    neurons_per_session: int = Field(64, ge=1)
+    n_train_trials: int = Field(40, ge=1, description="per session, each a different clip")
+    n_validation_trials: int = Field(6, ge=0)
+    n_test_clips: int = Field(4, ge=0, description="shared by all sessions of the dataset")
+    test_repeats: int = Field(5, ge=5, description="presentations of each test clip per session")
+    trial_duration_s: float = Field(8.0, gt=0)
+    gap_duration_s: float = Field(1.0, gt=0, description="gray screen before/after each trial")
+    movie_rate_hz: float = Field(30.0, gt=0)
+    neural_rate_hz: float = Field(30.0, gt=0)
+    behaviour_rate_hz: float = Field(20.0, gt=0)
+    height: int = Field(36, ge=4)
+    width: int = Field(64, ge=4)
+    # screen and movies
+    screen_width_deg: float = Field(120.0, gt=0, description="horizontal extent; square pixels")
+    spectral_exponent: float = Field(2.0, description="power spectrum 1/f^alpha of the scenes")
+    scene_duration_s: tuple[float, float] = (1.0, 2.0)
+    max_scene_speed_deg_s: float = Field(20.0, ge=0)
+    rms_contrast: tuple[float, float] = (0.25, 0.5)
+    # clocks: first sample of each stream relative to the session start
+    neural_clock_offset_s: float = Field(0.011, ge=0)
+    behaviour_clock_offset_s: float = Field(0.004, ge=0)
+    # neurons
+    fov_size_um: float = Field(500.0, gt=0)
+    retinotopy_deg_per_um: float = Field(0.035, gt=0)
+    rf_scatter_deg: float = Field(2.0, ge=0)
+    fraction_complex: float = Field(0.4, ge=0, le=1)
+    rate_gain_hz: float = Field(6.0, gt=0, description="median slope of rate vs drive")
+    running_gain: float = Field(0.5, description="mean log-gain of running (saturating)")
+    pupil_gain: float = Field(0.1, description="mean log-gain per 0.3 mm of pupil dilation")
+    calcium_tau_s: tuple[float, float] = (0.5, 1.0)
+    noise_shape: tuple[float, float] = Field((15.0, 50.0), description="Gamma shape k range")
+
+    @classmethod
+    def tiny(cls) -> SimulationConfig:
+        """1 animal x 2 sessions of 16 neurons, 2 s trials on an 18x32 screen (for unit tests)."""
+        return cls(
+            n_animals=1,
+            neurons_per_session=16,
+            n_train_trials=4,
+            n_validation_trials=2,
+            n_test_clips=2,
+            test_repeats=5,
+            trial_duration_s=2.0,
+            height=18,
+            width=32,
+        )
+
+
+@dataclass(frozen=True)
+class SimulatedStream:
+    """One time series. Shapes: data ``[T, ...]`` float32; timestamps ``[T]`` float64 seconds."""
+
+    modality: str
+    data: np.ndarray
+    timestamps: np.ndarray
+    channel_names: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class SimulatedSession:
+    """One simulated recording with its ground truth (see docs/simulator.md for every key)."""
+
+    session_id: str
+    animal_id: str
+    species: str
+    streams: dict[str, SimulatedStream]
+    unit_position_um: np.ndarray  # [N, 3] float32
+    unit_area: np.ndarray  # [N] '<U8'
+    unit_ids: np.ndarray  # [N] int64
+    intervals: list[dict]
+    ground_truth: dict[str, np.ndarray]
+
+
+def _rng(config: SimulationConfig, *key: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([config.seed, *key]))
+
+
+def _screen(config: SimulationConfig) -> ScreenGeometry:
+    return ScreenGeometry(config.height, config.width, config.screen_width_deg)
+
+
+def _clip(config: SimulationConfig, rng: np.random.Generator) -> np.ndarray:
+    style = MovieStyle(
+        spectral_exponent=config.spectral_exponent,
+        scene_duration_s=config.scene_duration_s,
+        max_speed_deg_s=config.max_scene_speed_deg_s,
+        rms_contrast=config.rms_contrast,
+    )
+    n_frames = round(config.trial_duration_s * config.movie_rate_hz)
+    return natural_movie_clip(rng, n_frames, _screen(config), config.movie_rate_hz, style)
+
+
+def shared_test_clips(config: SimulationConfig) -> list[np.ndarray]:
+    """The shared test clips of the dataset, each ``[T_trial, H, W]`` float32."""
+    return [_clip(config, _rng(config, _TEST_CLIP, i)) for i in range(config.n_test_clips)]
+
+
+def _schedule(config: SimulationConfig, animal: int, session: int) -> list[tuple[str, str, int]]:
+    """Presentation order: (tier, stimulus_id, clip index within its tier), shuffled."""
+    tag = f"a{animal}-s{session}"
+    trials = [("train", f"train-{tag}-{i:03d}", i) for i in range(config.n_train_trials)]
+    trials += [("validation", f"validation-{tag}-{i:03d}", i)
+               for i in range(config.n_validation_trials)]
+    trials += [("test", f"test-{i:03d}", i)
+               for i in range(config.n_test_clips) for _ in range(config.test_repeats)]
+    order = _rng(config, _SCHEDULE, animal, session).permutation(len(trials))
+    return [trials[k] for k in order]
+
+
+def _simulate_session(
+    config: SimulationConfig, animal: int, session: int, shared: list[np.ndarray]
+) -> SimulatedSession:
+    screen = _screen(config)
+    t0 = 1000.0 + 250.0 * animal + 50.0 * session
+    n_gap = round(config.gap_duration_s * config.movie_rate_hz)
+    n_trial = round(config.trial_duration_s * config.movie_rate_hz)
+    schedule = _schedule(config, animal, session)
+    n_movie = n_gap + len(schedule) * (n_trial + n_gap)
+    duration = n_movie / config.movie_rate_hz
+
+    movie = np.full((n_movie, screen.height, screen.width), MEAN_LUMINANCE, dtype=np.float32)
+    movie_t = t0 + np.arange(n_movie) / config.movie_rate_hz
+    intervals = []
+    for k, (tier, stimulus_id, index) in enumerate(schedule):
+        first = n_gap + k * (n_trial + n_gap)
+        if tier == "test":
+            movie[first : first + n_trial] = shared[index]
+        else:
+            key = (_SESSION_CLIP, animal, session, int(tier == "validation"), index)
+            movie[first : first + n_trial] = _clip(config, _rng(config, *key))
+        start = float(movie_t[first])
+        intervals.append({"start": start, "end": start + n_trial / config.movie_rate_hz,
+                          "tier": tier, "stimulus_id": stimulus_id, "trial": k})
+
+    def clock(rate: float, offset: float) -> np.ndarray:
+        return t0 + offset + np.arange(int(np.floor((duration - offset) * rate))) / rate
+
+    behaviour_t = clock(config.behaviour_rate_hz, config.behaviour_clock_offset_s)
+    calcium_t = clock(config.neural_rate_hz, config.neural_clock_offset_s)
+    beh = simulate_behaviour(_rng(config, _BEHAVIOUR, animal, session), behaviour_t.size,
+                             config.behaviour_rate_hz, BehaviourStyle())
+
+    retinotopy = sample_retinotopy(_rng(config, _ANIMAL, animal), config.retinotopy_deg_per_um)
+    rng = _rng(config, _NEURONS, animal, session)
+    pop = sample_population(
+        rng, config.neurons_per_session, retinotopy, rng.uniform(-300.0, 300.0, 2),
+        frame_period_s=1.0 / config.neural_rate_hz, fov_size_um=config.fov_size_um,
+        rf_scatter_deg=config.rf_scatter_deg, fraction_complex=config.fraction_complex,
+        rate_gain_hz=config.rate_gain_hz, running_gain=config.running_gain,
+        pupil_gain=config.pupil_gain, calcium_tau_s=config.calcium_tau_s,
+        noise_shape=config.noise_shape,
+    )
+
+    gaze_at_frames = np.stack([np.interp(movie_t, behaviour_t, g) for g in beh.gaze.T], axis=1)
+    kernels = temporal_kernels(pop, config.movie_rate_hz)
+    filtered = temporal_filter(spatial_responses(movie, gaze_at_frames, pop, screen), kernels)
+    position = (calcium_t - t0) * config.movie_rate_hz  # fractional movie frame index
+    lo = np.clip(np.floor(position).astype(np.int64), 0, n_movie - 1)
+    hi = np.minimum(lo + 1, n_movie - 1)
+    frac = (position - lo)[:, None, None].astype(np.float32)
+    at_calcium = (1 - frac) * filtered[lo] + frac * filtered[hi]
+    on = np.zeros(calcium_t.size, dtype=bool)
+    for iv in intervals:
+        on |= (calcium_t >= iv["start"]) & (calcium_t < iv["end"])
+    drive = stimulus_drive(at_calcium, pop, on)
+    gain = behavioural_gain(np.interp(calcium_t, behaviour_t, beh.speed),
+                            np.interp(calcium_t, behaviour_t, beh.pupil), pop)
+    rate = firing_rate(drive, gain, pop)
+    dt = 1.0 / config.neural_rate_hz
+    calcium, spikes = sample_calcium(rate, dt, pop, _rng(config, _NOISE, animal, session))
+
+    f32 = np.float32
+    streams = {
+        "movie": SimulatedStream("movie", movie, movie_t, None),
+        "calcium": SimulatedStream("calcium", calcium.astype(f32), calcium_t, None),
+        "running": SimulatedStream("running", beh.speed[:, None].astype(f32), behaviour_t,
+                                   ("speed",)),
+        "pupil": SimulatedStream("pupil", np.stack([beh.pupil, beh.pupil_derivative], 1).astype(
+            f32), behaviour_t, ("size", "size_derivative")),
+        "gaze": SimulatedStream("gaze", beh.gaze.astype(f32), behaviour_t, ("x", "y")),
+    }
+    ground_truth = {
+        "expected_calcium": expected_calcium(rate, dt, pop).astype(f32),
+        "rate": rate.astype(f32),
+        "spikes": spikes.astype(f32),
+        "stimulus_drive": drive.astype(f32),
+        "behaviour_gain_t": gain.astype(f32),
+        "rf_center_deg": pop.rf_center_deg.astype(f32),
+        "rf_orientation": pop.orientation.astype(f32),
+        "rf_spatial_frequency_cpd": pop.spatial_frequency_cpd.astype(f32),
+        "rf_phase": pop.phase.astype(f32),
+        "rf_sigma_deg": pop.sigma_deg.astype(f32),
+        "is_complex": pop.is_complex.copy(),
+        "temporal_kernel": kernels.astype(f32),
+        "behaviour_gain": pop.behaviour_gain.astype(f32),
+        "threshold": pop.threshold.astype(f32),
+        "base_rate_hz": pop.base_rate_hz.astype(f32),
+        "rate_gain_hz": pop.rate_gain_hz.astype(f32),
+        "calcium_tau_s": pop.calcium_tau_s.astype(f32),
+        "calcium_amplitude": pop.calcium_amplitude.astype(f32),
+        "calcium_baseline": pop.calcium_baseline.astype(f32),
+        "noise_shape": pop.noise_shape.astype(f32),
+        "scan_offset_s": pop.scan_offset_s.astype(f32),
+        "running_state": beh.running.copy(),
+        "retinotopy_matrix": retinotopy.matrix.astype(f32),
+        "retinotopy_offset_deg": retinotopy.offset_deg.astype(f32),
+    }
+    n = config.neurons_per_session
+    return SimulatedSession(
+        session_id=f"sim-a{animal}-s{session}",
+        animal_id=f"sim-a{animal}",
+        species="mus_musculus",
+        streams=streams,
+        unit_position_um=pop.position_um.astype(f32),
+        unit_area=np.full(n, "V1", dtype="<U8"),
+        unit_ids=(animal * 1_000_000 + session * 10_000 + np.arange(n)).astype(np.int64),
+        intervals=intervals,
+        ground_truth=ground_truth,
+    )
+
+
+def simulate_session(config: SimulationConfig, animal: int, session: int) -> SimulatedSession:
+    """Simulate session ``session`` of animal ``animal``; a deterministic function of its inputs."""
+    if not (0 <= animal < config.n_animals and 0 <= session < config.sessions_per_animal):
+        raise ValueError(
+            f"animal {animal} / session {session} out of range: the config has "
+            f"{config.n_animals} animals x {config.sessions_per_animal} sessions (0-based)"
+        )
+    return _simulate_session(config, animal, session, shared_test_clips(config))
+
+
+def simulate_dataset(config: SimulationConfig) -> list[SimulatedSession]:
+    """All sessions, animal-major; test clips are generated once and shared."""
+    shared = shared_test_clips(config)
+    return [
+        _simulate_session(config, a, s, shared)
+        for a in range(config.n_animals)
+        for s in range(config.sessions_per_animal)
+    ]

@@ -1,0 +1,210 @@
+"""The interfaces every plugin implements: modality encoders, readouts and heads.
+
+These are small abstract classes; plugins derive from them and are final (no subclassing of concrete
+plugins). Core code talks to plugins only through these methods.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from neurofm.core.config import PluginConfig
+
+__all__ = [
+    "Head",
+    "ModalityEncoder",
+    "Normalization",
+    "Readout",
+    "Role",
+    "SessionUnits",
+    "StreamTensor",
+    "Tokens",
+]
+
+Role = Literal["stimulus", "behaviour", "neural"]
+Normalization = Literal["zscore", "scale", "none"]
+
+
+@dataclass(frozen=True)
+class StreamTensor:
+    """One stream of one sample inside its window, normalised.
+
+    Shape:
+        values: ``[T, ...]`` float32 (for per-unit streams ``[T, N]``); invalid entries are 0.
+        valid: ``[T, C]`` bool for 2-D streams, ``[T]`` otherwise (False where data was NaN/absent).
+        times: ``[T]`` float32 seconds since the window start.
+        period_s: the stream's nominal sampling period (seconds), so a sample spans
+            ``[t, t + period_s)``.
+    """
+
+    values: Tensor
+    valid: Tensor
+    times: Tensor
+    period_s: float
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.values.shape[0])
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """Tokens produced by an encoder for one sample.
+
+    Shape: features ``[n, d_model]``; times ``[n, 2]`` (start, end) seconds since the window start.
+    """
+
+    features: Tensor
+    times: Tensor
+
+    def __len__(self) -> int:
+        return int(self.features.shape[0])
+
+
+@dataclass(frozen=True)
+class SessionUnits:
+    """What a readout knows of one session's neurons. Shape: position_um ``[N, 3]``, area ``[N]``."""
+
+    session_id: str
+    count: int
+    position_um: np.ndarray | None = None
+    area: np.ndarray | None = None
+
+
+class ModalityEncoder(nn.Module, ABC):
+    """Turns one stream of a window into tokens.
+
+    Class attributes a plugin sets:
+        Config: its :class:`~neurofm.PluginConfig` subclass (``type`` tag = registered name).
+        role: ``"stimulus"``, ``"behaviour"`` or ``"neural"`` — tasks select streams by role, so a new
+            modality takes part in every task without new code.
+        normalization: how the data pipeline normalises the stream with its stored train-tier
+            statistics: ``"zscore"`` ((x - mean) / std), ``"scale"`` (x / std, keeps x >= 0) or ``"none"``.
+        per_unit: True for neural streams ``[T, N]`` whose columns are the session's units.
+
+    Args:
+        config: the plugin's validated config.
+        d_model: width of the tokens it must produce.
+    """
+
+    Config: ClassVar[type[PluginConfig]]
+    role: ClassVar[Role]
+    normalization: ClassVar[Normalization] = "zscore"
+    per_unit: ClassVar[bool] = False
+
+    def __init__(self, config: PluginConfig, *, d_model: int) -> None:
+        super().__init__()
+        self.config = config
+        self.d_model = d_model
+
+    @abstractmethod
+    def tokenize(self, stream: StreamTensor, unit_embeddings: Tensor | None = None) -> Tokens:
+        """Tokens of one sample's stream.
+
+        Args:
+            stream: the visible part of the stream (may have zero samples: return zero tokens).
+            unit_embeddings: ``[N, d_model]`` identities of the stream's units (per-unit streams only),
+                in the order of ``stream.values``' columns.
+        """
+
+    def target_channels(self, sample_shape: tuple[int, ...]) -> int:
+        """Channels predicted when this stream is a target (non per-unit streams): ``C`` of ``[T, C]``."""
+        if len(sample_shape) != 1:
+            raise NotImplementedError(
+                f"{type(self).__name__} streams of sample shape {sample_shape} cannot be targets"
+            )
+        return int(sample_shape[0])
+
+
+class Readout(nn.Module, ABC):
+    """Per-session neuron identities: input-side unit embeddings and output-side per-unit predictions.
+
+    Args:
+        config: the plugin's validated config.
+        d_model: backbone width.
+        sessions: the units of every session the model knows, by session id.
+        params_per_unit: raw outputs per unit and time that the neural head needs (Poisson: 1).
+    """
+
+    Config: ClassVar[type[PluginConfig]]
+
+    def __init__(
+        self,
+        config: PluginConfig,
+        *,
+        d_model: int,
+        sessions: Mapping[str, SessionUnits],
+        params_per_unit: int = 1,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.d_model = d_model
+        self.params_per_unit = params_per_unit
+
+    @abstractmethod
+    def unit_embeddings(self, session_id: str, units: Tensor) -> Tensor:
+        """Identities ``[K, d_model]`` of the units with indices ``units [K]`` of a session."""
+
+    @abstractmethod
+    def project(self, h: Tensor, session_id: str, units: Tensor) -> Tensor:
+        """Raw per-unit outputs ``[Q, K, params_per_unit]`` from backbone outputs ``h [Q, d_model]``."""
+
+    @abstractmethod
+    def add_sessions(self, sessions: Mapping[str, SessionUnits]) -> None:
+        """Make room for new sessions (fine-tuning to new animals); existing parameters are kept."""
+
+    def known_sessions(self) -> list[str]:
+        return []
+
+
+class Head(nn.Module, ABC):
+    """Owns the objective of one target stream: output mapping, loss and metrics.
+
+    For channel streams (behaviour, ...) the head maps backbone outputs to ``channels`` itself
+    (:meth:`project`); for per-unit streams the readout provides the raw per-unit outputs.
+
+    Args:
+        config: the plugin's validated config.
+        d_model: backbone width.
+        channels: number of channels of a channel stream, or None for a per-unit stream.
+    """
+
+    Config: ClassVar[type[PluginConfig]]
+    params_per_channel: ClassVar[int] = 1
+
+    def __init__(self, config: PluginConfig, *, d_model: int, channels: int | None) -> None:
+        super().__init__()
+        self.config = config
+        self.channels = channels
+        self.output = (
+            nn.Linear(d_model, channels * self.params_per_channel) if channels is not None else None
+        )
+
+    def project(self, h: Tensor) -> Tensor:
+        """Raw outputs ``[Q, C, params_per_channel]`` of a channel stream from ``h [Q, d_model]``."""
+        if self.output is None:
+            raise RuntimeError(f"{type(self).__name__} serves a per-unit stream; use the readout")
+        return self.output(h).unflatten(-1, (self.channels, self.params_per_channel))
+
+    @abstractmethod
+    def predict(self, raw: Tensor) -> Tensor:
+        """Predicted mean ``[Q, C]`` (in normalised units) from raw outputs ``[Q, C, p]``."""
+
+    @abstractmethod
+    def loss(self, raw: Tensor, target: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+        """``(sum of per-entry losses, number of valid entries)`` over ``target [Q, C]``."""
+
+    def metric_names(self) -> tuple[str, ...]:
+        return ("r",)
+
+
+def masked_mean(total: Tensor, count: Tensor) -> Tensor:
+    """``total / count`` that is 0 (with gradient) when nothing was counted."""
+    return total / torch.clamp(count, min=1)

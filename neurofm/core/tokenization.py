@@ -1,0 +1,72 @@
+"""Helpers plugins use to cut streams into tokens (composition, not inheritance)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["TemporalPatches", "series_tokens", "temporal_patches"]
+
+
+class TemporalPatches(tuple):
+    """``(values [n, P, C], valid [n, P, C], spans [n, 2])`` returned by :func:`temporal_patches`."""
+
+    __slots__ = ()
+
+    @property
+    def values(self) -> Tensor:
+        return self[0]
+
+    @property
+    def valid(self) -> Tensor:
+        return self[1]
+
+    @property
+    def spans(self) -> Tensor:
+        return self[2]
+
+
+def temporal_patches(
+    values: Tensor, valid: Tensor, times: Tensor, patch: int, period_s: float
+) -> TemporalPatches:
+    """Group consecutive samples into patches of ``patch`` samples (the last one padded as invalid).
+
+    Shape:
+        values, valid: ``[T, C]``; times: ``[T]`` -> values/valid ``[ceil(T / patch), patch, C]``,
+        spans ``[ceil(T / patch), 2]`` (start of the first sample, end of the last real sample).
+    """
+    t, c = values.shape
+    n = math.ceil(t / patch)
+    pad = n * patch - t
+    if pad:
+        values = nn.functional.pad(values, (0, 0, 0, pad))
+        valid = nn.functional.pad(valid, (0, 0, 0, pad), value=False)
+    starts = times[::patch] if t else times.new_zeros(0)
+    last = torch.clamp(torch.arange(n, device=times.device) * patch + patch - 1, max=max(t - 1, 0))
+    ends = times[last] + period_s if t else times.new_zeros(0)
+    spans = torch.stack([starts, ends], dim=-1)
+    return TemporalPatches((values.reshape(n, patch, c), valid.reshape(n, patch, c), spans))
+
+
+def series_tokens(embed: nn.Module, channels: int, patch: int, stream, what: str):
+    """Tokens of a ``[T, channels]`` series: each patch of ``patch`` samples, with its validity flags,
+    goes through ``embed`` (input width ``2 * patch * channels``). Patches with no valid sample are
+    dropped; invalid samples are 0 in the values and flagged, never silently imputed.
+
+    Returns:
+        :class:`~neurofm.core.interfaces.Tokens` with ``[ceil(T / patch) - dropped, d_model]`` features.
+    """
+    from neurofm.core.interfaces import Tokens
+
+    values, valid = stream.values, stream.valid
+    if values.ndim != 2 or values.shape[1] != channels:
+        raise ValueError(
+            f"{what} encoder expects data [T, {channels}], found {tuple(values.shape)}; "
+            f"set `channels` in its config to the stream's channel count"
+        )
+    p = temporal_patches(values, valid, stream.times, patch, stream.period_s)
+    keep = p.valid.flatten(1).any(1)
+    x = torch.cat([p.values.flatten(1), p.valid.flatten(1).to(values.dtype)], dim=1)[keep]
+    return Tokens(embed(x), p.spans[keep])

@@ -1,0 +1,39 @@
+"""Poisson head: neural response prediction with a Poisson likelihood and a positive output."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from torch import Tensor, nn
+
+from neurofm.core.config import PluginConfig
+from neurofm.core.interfaces import Head
+
+__all__ = ["PoissonConfig", "PoissonHead"]
+
+
+class PoissonConfig(PluginConfig):
+    """``eps`` keeps the predicted rate strictly positive."""
+
+    type: Literal["poisson"] = "poisson"
+    eps: float = Field(1e-4, gt=0)
+
+
+class PoissonHead(Head):
+    """Rate = softplus(raw) + eps; loss = rate - y log(rate) (Poisson negative log-likelihood
+    without the constant log y! term), averaged over valid entries. Targets must be >= 0.
+
+    Shape: raw ``[Q, C, 1]``, target/valid ``[Q, C]``.
+    """
+
+    Config = PoissonConfig
+    params_per_channel = 1
+
+    def predict(self, raw: Tensor) -> Tensor:
+        return nn.functional.softplus(raw[..., 0]) + self.config.eps
+
+    def loss(self, raw: Tensor, target: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+        rate = self.predict(raw)
+        nll = rate - target * rate.log()
+        return (nll * valid).sum(), valid.sum()

@@ -1,0 +1,1 @@
+"""Built-in modality encoders (one per file)."""

@@ -1,0 +1,64 @@
+"""Calcium encoder: per-neuron temporal patches of fluorescence / deconvolved activity."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+from torch import Tensor, nn
+
+from neurofm.core.config import PluginConfig
+from neurofm.core.interfaces import ModalityEncoder, StreamTensor, Tokens
+from neurofm.core.tokenization import temporal_patches
+
+__all__ = ["CalciumConfig", "CalciumEncoder"]
+
+
+class CalciumConfig(PluginConfig):
+    """``patch_samples`` consecutive samples of one neuron make one token."""
+
+    type: Literal["calcium"] = "calcium"
+    patch_samples: int = Field(6, ge=1)
+
+
+class CalciumEncoder(ModalityEncoder):
+    """One token per (neuron, temporal patch): patch values and validity, plus the neuron's identity.
+
+    Neuron identities come from the model's readout (``unit_embeddings``), so the same embedding
+    marks a neuron on the input side and predicts it on the output side.
+
+    Shape:
+        stream.values ``[T, N]``, unit_embeddings ``[N, d_model]`` ->
+        tokens ``[N * ceil(T / patch_samples) - dropped, d_model]``.
+    """
+
+    Config = CalciumConfig
+    role = "neural"
+    normalization = "scale"
+    per_unit = True
+
+    def __init__(self, config: CalciumConfig, *, d_model: int) -> None:
+        super().__init__(config, d_model=d_model)
+        self.embed = nn.Linear(2 * config.patch_samples, d_model)
+
+    def tokenize(self, stream: StreamTensor, unit_embeddings: Tensor | None = None) -> Tokens:
+        values, valid = stream.values, stream.valid
+        if values.ndim != 2:
+            raise ValueError(f"calcium encoder expects data [T, N], found {tuple(values.shape)}")
+        n_units = values.shape[1]
+        if unit_embeddings is None or unit_embeddings.shape != (n_units, self.d_model):
+            found = None if unit_embeddings is None else tuple(unit_embeddings.shape)
+            raise ValueError(
+                f"calcium encoder needs unit_embeddings of shape ({n_units}, {self.d_model}) "
+                f"(one per neuron column), found {found}"
+            )
+        p = temporal_patches(
+            values, valid, stream.times, self.config.patch_samples, stream.period_s
+        )
+        # [n, P, N] -> [N, n, 2P]
+        x = torch.cat([p.values, p.valid.to(values.dtype)], dim=1).permute(2, 0, 1)
+        keep = p.valid.any(1).T  # [N, n]
+        features = self.embed(x) + unit_embeddings[:, None, :]
+        spans = p.spans.expand(n_units, -1, -1)
+        return Tokens(features[keep], spans[keep])

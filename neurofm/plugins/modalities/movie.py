@@ -1,0 +1,94 @@
+"""Movie encoder: spatio-temporal patches ("tubelets") of video frames."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field, model_validator
+from torch import Tensor, nn
+
+from neurofm.core.config import PluginConfig
+from neurofm.core.interfaces import ModalityEncoder, StreamTensor, Tokens
+
+__all__ = ["MovieConfig", "MovieEncoder"]
+
+
+class MovieConfig(PluginConfig):
+    """Frame size and tubelet size. Frames ``[T, H, W]`` (or ``[T, H, W, C]`` with ``channels`` C)."""
+
+    type: Literal["movie"] = "movie"
+    height: int = Field(36, ge=1)
+    width: int = Field(64, ge=1)
+    channels: int = Field(1, ge=1)
+    patch_frames: int = Field(3, ge=1, description="frames per tubelet (temporal patch size)")
+    patch_height: int = Field(9, ge=1)
+    patch_width: int = Field(16, ge=1)
+
+    @model_validator(mode="after")
+    def _divisible(self) -> MovieConfig:
+        if self.height % self.patch_height or self.width % self.patch_width:
+            raise ValueError(
+                f"frame {self.height}x{self.width} is not divisible into patches of "
+                f"{self.patch_height}x{self.patch_width}; choose patch sizes that divide the frame"
+            )
+        return self
+
+
+class MovieEncoder(ModalityEncoder):
+    """Tubelets of ``patch_frames x patch_height x patch_width`` pixels -> one token each.
+
+    A token's time span covers its frames; a learned embedding marks its position on the screen.
+    Tubelets whose frames are all invalid (missing) are dropped.
+
+    Shape:
+        stream.values ``[T, H, W]`` or ``[T, H, W, C]`` -> tokens
+        ``[ceil(T / patch_frames) * (H / patch_height) * (W / patch_width), d_model]``.
+    """
+
+    Config = MovieConfig
+    role = "stimulus"
+    normalization = "zscore"
+
+    def __init__(self, config: MovieConfig, *, d_model: int) -> None:
+        super().__init__(config, d_model=d_model)
+        c = config
+        self.patch = nn.Conv3d(
+            c.channels,
+            d_model,
+            (c.patch_frames, c.patch_height, c.patch_width),
+            stride=(c.patch_frames, c.patch_height, c.patch_width),
+        )
+        n_spatial = (c.height // c.patch_height) * (c.width // c.patch_width)
+        self.position = nn.Parameter(torch.randn(n_spatial, d_model) * 0.02)
+
+    def tokenize(self, stream: StreamTensor, unit_embeddings: Tensor | None = None) -> Tokens:
+        c = self.config
+        frames = stream.values
+        if frames.ndim == 3:
+            frames = frames.unsqueeze(-1)
+        if tuple(frames.shape[1:]) != (c.height, c.width, c.channels):
+            raise ValueError(
+                f"movie encoder expects frames of {c.height}x{c.width}x{c.channels} (height, width, "
+                f"channels), found {tuple(frames.shape[1:])}; set height/width/channels in its config"
+            )
+        t = frames.shape[0]
+        n_t = -(-t // c.patch_frames)
+        if t == 0:
+            return Tokens(frames.new_zeros(0, self.d_model), frames.new_zeros(0, 2))
+        pad = n_t * c.patch_frames - t
+        x = frames.permute(3, 0, 1, 2).unsqueeze(0)  # [1, C, T, H, W]
+        if pad:
+            x = nn.functional.pad(x, (0, 0, 0, 0, 0, pad))
+        x = self.patch(x)[0]  # [d, n_t, nh, nw]
+        x = x.flatten(2).permute(1, 2, 0) + self.position  # [n_t, n_spatial, d]
+        valid = nn.functional.pad(stream.valid.reshape(t).float(), (0, pad)).reshape(n_t, -1)
+        keep = valid.amax(1) > 0
+        first = stream.times[:: c.patch_frames]
+        last = stream.times[
+            torch.clamp(torch.arange(n_t) * c.patch_frames + c.patch_frames - 1, max=t - 1)
+        ]
+        spans = torch.stack([first, last + stream.period_s], -1)  # [n_t, 2]
+        n_spatial = x.shape[1]
+        x, spans = x[keep], spans[keep]
+        return Tokens(x.reshape(-1, self.d_model), spans.repeat_interleave(n_spatial, dim=0))

@@ -1,0 +1,1 @@
+"""Built-in readouts (one per file)."""

@@ -1,0 +1,313 @@
+"""Plugin registries: one per plugin kind, filled from entry points on first use.
+
+Built-in plugins are declared as entry points in neurofm's own ``pyproject.toml``, exactly as a
+third-party package declares its own, so both are found the same way::
+
+    [project.entry-points."neurofm.modalities"]
+    "acme.lfp" = "acme_lfp.encoder:LfpEncoder"
+
+Discovery is lazy: nothing is imported on ``import neurofm``; the first ``get``/``list``/``records``
+call of a registry loads its entry-point group. A plugin that fails to import or to validate is
+recorded as *failed* with its package name and version and never prevents the others from loading.
+``NEUROFM_DISABLE_PLUGIN_AUTOLOAD=1`` turns off discovery of third-party plugins (built-ins still load).
+
+Example:
+    >>> from neurofm import registry
+    >>> "movie" in registry.modalities.list()
+    True
+    >>> registry.modalities.list("pu*")
+    ['pupil']
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib
+import os
+import threading
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any, Literal
+
+from neurofm.errors import DuplicatePluginError, InvalidPluginError, UnknownPluginError
+
+__all__ = [
+    "AUTOLOAD_ENV",
+    "REGISTRIES",
+    "PluginRecord",
+    "Registry",
+    "get_registry",
+    "heads",
+    "modalities",
+    "readouts",
+]
+
+AUTOLOAD_ENV = "NEUROFM_DISABLE_PLUGIN_AUTOLOAD"
+_BUILTIN_DISTRIBUTION = "neurofm"
+
+
+@dataclass(frozen=True)
+class PluginRecord:
+    """What the registry knows of one plugin, loaded or not.
+
+    ``status`` is ``"loaded"`` or ``"failed"``; a failed record has ``obj=None`` and ``error`` says why.
+    ``package``/``version`` name the distribution that declared the entry point (or the module that
+    called :meth:`Registry.register` directly).
+    """
+
+    kind: str
+    name: str
+    package: str
+    version: str
+    status: Literal["loaded", "failed"]
+    obj: type | None = None
+    error: str | None = None
+    target: str = ""
+
+    def describe(self) -> str:
+        where = f"{self.package} {self.version}".strip()
+        return f"{self.kind} plugin {self.name!r} from {where}"
+
+
+def _owner_of(obj: Any) -> tuple[str, str]:
+    """Best-effort (package, version) of a class registered directly in Python."""
+    module = getattr(obj, "__module__", "") or ""
+    top = module.split(".")[0]
+    try:
+        dists = metadata.packages_distributions().get(top, [])
+        if dists:
+            return dists[0], metadata.version(dists[0])
+    except Exception:
+        pass
+    return top or "<unknown>", ""
+
+
+def _autoload_disabled() -> bool:
+    return os.environ.get(AUTOLOAD_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+class Registry:
+    """The plugins of one kind (``modalities``, ``readouts`` or ``heads``).
+
+    Args:
+        kind: the kind's name, used in messages.
+        group: the entry-point group that declares plugins of this kind.
+        interface: ``"module:Class"`` path of the abstract class every plugin must subclass
+            (imported on first validation, so the registry itself stays import-light).
+    """
+
+    def __init__(self, kind: str, group: str, interface: str) -> None:
+        self.kind = kind
+        self.group = group
+        self._interface_path = interface
+        self._records: dict[str, PluginRecord] = {}
+        self._failures: list[PluginRecord] = []
+        self._discovered = False
+        self._lock = threading.RLock()
+
+    # -- public API -------------------------------------------------------------------------
+    def register(self, obj: type | None = None, *, name: str | None = None) -> Any:
+        """Register a plugin class under ``name`` (default: its config's ``type`` tag).
+
+        Usable as ``registry.register(Cls)`` or as a decorator ``@registry.register``.
+        Re-registering the identical class is a no-op.
+
+        Raises:
+            DuplicatePluginError: another class already holds the name.
+            InvalidPluginError: the class does not implement the interface or its config tag differs.
+        """
+        if obj is None:
+            return lambda cls: self.register(cls, name=name)
+        name = name if name is not None else self._tag_of(obj)
+        package, version = _owner_of(obj)
+        record = PluginRecord(self.kind, name, package, version, "loaded", obj, None, _path_of(obj))
+        with self._lock:
+            self._validate(obj, name)
+            self._add(record)
+        return obj
+
+    def unregister(self, name: str) -> None:
+        """Remove a plugin (mainly for tests); unknown names raise :class:`UnknownPluginError`."""
+        with self._lock:
+            self._discover()
+            if name not in self._records:
+                raise self._unknown(name)
+            del self._records[name]
+
+    def get(self, name: str) -> type:
+        """The plugin class registered as ``name``.
+
+        Raises:
+            UnknownPluginError: no such plugin; the message suggests close names and says
+                whether a plugin of that name failed to load (and why).
+        """
+        with self._lock:
+            self._discover()
+            record = self._records.get(name)
+            if record is None:
+                raise self._unknown(name)
+            assert record.obj is not None
+            return record.obj
+
+    def __contains__(self, name: object) -> bool:
+        with self._lock:
+            self._discover()
+            return name in self._records
+
+    def list(self, pattern: str = "*") -> list[str]:
+        """Sorted names of loaded plugins matching a glob ``pattern`` (e.g. ``"acme.*"``)."""
+        with self._lock:
+            self._discover()
+            return sorted(n for n in self._records if fnmatch.fnmatchcase(n, pattern))
+
+    def records(self) -> list[PluginRecord]:
+        """Every plugin seen, loaded ones first, then failures (with their reasons)."""
+        with self._lock:
+            self._discover()
+            loaded = sorted(self._records.values(), key=lambda r: r.name)
+            return loaded + list(self._failures)
+
+    def reload(self) -> None:
+        """Forget entry-point discoveries and look again (after installing a package at run time)."""
+        with self._lock:
+            self._records.clear()
+            self._failures.clear()
+            self._discovered = False
+
+    # -- internals --------------------------------------------------------------------------
+    def _interface(self) -> type:
+        module, _, attr = self._interface_path.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def _tag_of(self, obj: Any) -> str:
+        config = getattr(obj, "Config", None)
+        field = getattr(config, "model_fields", {}).get("type") if config is not None else None
+        if field is None or not isinstance(field.default, str):
+            raise InvalidPluginError(
+                f"{self.kind} plugin {_path_of(obj)} has no config with a string `type` tag; expected "
+                f"a nested `Config` class deriving from neurofm.PluginConfig with "
+                f'`type: Literal["<name>"] = "<name>"`. Add one.'
+            )
+        return field.default
+
+    def _validate(self, obj: Any, name: str) -> None:
+        from neurofm.core.config import PluginConfig
+
+        interface = self._interface()
+        if not (isinstance(obj, type) and issubclass(obj, interface)):
+            raise InvalidPluginError(
+                f"{self.kind} plugin {name!r} ({_path_of(obj)}) does not implement "
+                f"{interface.__module__}.{interface.__name__}: expected a subclass of it, found "
+                f"{type(obj).__name__ if not isinstance(obj, type) else obj.__mro__[1:]}. "
+                f"Derive the plugin class from {interface.__name__}."
+            )
+        abstract = sorted(getattr(obj, "__abstractmethods__", ()))
+        if abstract:
+            raise InvalidPluginError(
+                f"{self.kind} plugin {name!r} ({_path_of(obj)}) leaves abstract methods "
+                f"unimplemented: {', '.join(abstract)}. Implement them."
+            )
+        config = getattr(obj, "Config", None)
+        if not (isinstance(config, type) and issubclass(config, PluginConfig)):
+            raise InvalidPluginError(
+                f"{self.kind} plugin {name!r} ({_path_of(obj)}) has no `Config` deriving from "
+                f"neurofm.PluginConfig (found {config!r}). Declare one with a `type` tag."
+            )
+        tag = self._tag_of(obj)
+        if tag != name:
+            raise InvalidPluginError(
+                f"{self.kind} plugin registered as {name!r} ({_path_of(obj)}) has config tag "
+                f"type={tag!r}; the tag must equal the registered name. Rename the entry point or "
+                f'set `type: Literal["{name}"] = "{name}"` in its Config.'
+            )
+        if config.model_config.get("extra") != "forbid":
+            raise InvalidPluginError(
+                f"{self.kind} plugin {name!r}: its Config allows unknown fields "
+                f"(extra={config.model_config.get('extra')!r}); expected extra='forbid' so a "
+                f"misspelt option is an error. Derive Config from neurofm.PluginConfig."
+            )
+
+    def _add(self, record: PluginRecord) -> None:
+        existing = self._records.get(record.name)
+        if existing is not None:
+            if existing.obj is record.obj:
+                return
+            raise DuplicatePluginError(
+                f"two {self.kind} plugins claim the name {record.name!r}: {existing.target} "
+                f"(from {existing.package} {existing.version}) and {record.target} "
+                f"(from {record.package} {record.version}). Uninstall one of the packages or "
+                f"give the new plugin a namespaced name such as 'yourlab.{record.name}'."
+            )
+        self._records[record.name] = record
+
+    def _discover(self) -> None:
+        if self._discovered:
+            return
+        self._discovered = True
+        skip_third_party = _autoload_disabled()
+        for ep in sorted(metadata.entry_points(group=self.group), key=_builtin_first):
+            dist = ep.dist
+            package = dist.name if dist is not None else "<unknown>"
+            version = dist.version if dist is not None else ""
+            if skip_third_party and package != _BUILTIN_DISTRIBUTION:
+                continue
+            if ep.name in self._records and self._records[ep.name].target == ep.value:
+                continue  # the same distribution seen twice on sys.path
+            try:
+                obj = ep.load()
+                self._validate(obj, ep.name)
+                record = PluginRecord(
+                    self.kind, ep.name, package, version, "loaded", obj, None, ep.value
+                )
+                self._add(record)
+            except Exception as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+                self._failures.append(
+                    PluginRecord(
+                        self.kind, ep.name, package, version, "failed", None, reason, ep.value
+                    )
+                )
+
+    def _unknown(self, name: str) -> UnknownPluginError:
+        known = sorted(self._records)
+        hint = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        failed = [r for r in self._failures if r.name == name]
+        parts = [f"no {self.kind} plugin named {name!r}."]
+        if failed:
+            parts.append(
+                f"A plugin of that name failed to load ({failed[0].describe()}): {failed[0].error}."
+            )
+        if hint:
+            parts.append(f"Did you mean {' or '.join(repr(h) for h in hint)}?")
+        parts.append(
+            f"Known: {', '.join(known) or 'none'}. Install the package that provides it "
+            f"(it must declare an entry point in group {self.group!r}); `neurofm plugins` lists all."
+        )
+        return UnknownPluginError(" ".join(parts))
+
+
+def _builtin_first(ep: metadata.EntryPoint) -> tuple[int, str]:
+    dist = ep.dist
+    return (0 if dist is not None and dist.name == _BUILTIN_DISTRIBUTION else 1, ep.name)
+
+
+def _path_of(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', repr(obj))}"
+
+
+modalities = Registry("modality", "neurofm.modalities", "neurofm.core.interfaces:ModalityEncoder")
+readouts = Registry("readout", "neurofm.readouts", "neurofm.core.interfaces:Readout")
+heads = Registry("head", "neurofm.heads", "neurofm.core.interfaces:Head")
+
+REGISTRIES: dict[str, Registry] = {"modalities": modalities, "readouts": readouts, "heads": heads}
+
+
+def get_registry(kind: str) -> Registry:
+    """The registry of a plugin kind: ``"modalities"``, ``"readouts"`` or ``"heads"``."""
+    try:
+        return REGISTRIES[kind]
+    except KeyError:
+        raise UnknownPluginError(
+            f"no plugin kind {kind!r}; expected one of {', '.join(REGISTRIES)}."
+        ) from None
