@@ -94,7 +94,9 @@ def _running_state(rng: np.random.Generator, n: int, dt: float, style: Behaviour
     state = np.zeros(n, dtype=bool)
     bout = np.zeros(n, dtype=np.int64)
     t, k = 0, 0
-    running = bool(rng.random() < style.mean_running_s / (style.mean_running_s + style.mean_still_s))
+    running = bool(
+        rng.random() < style.mean_running_s / (style.mean_running_s + style.mean_still_s)
+    )
     while t < n:
         mean = style.mean_running_s if running else style.mean_still_s
         length = max(1, round(rng.exponential(mean) / dt))
@@ -105,7 +107,10 @@ def _running_state(rng: np.random.Generator, n: int, dt: float, style: Behaviour
 
 
 def simulate_behaviour(
-    rng: np.random.Generator, n_samples: int, rate_hz: float, style: BehaviourStyle = BehaviourStyle()
+    rng: np.random.Generator,
+    n_samples: int,
+    rate_hz: float,
+    style: BehaviourStyle = BehaviourStyle(),
 ) -> BehaviourTraces:
     """Simulate ``n_samples`` behaviour samples at ``rate_hz`` (deterministic given ``rng``)."""
     dt = 1.0 / rate_hz

@@ -32,11 +32,29 @@ from neurofm.core.data.simulation.stimulus import (
     natural_movie_clip,
 )
 
-__all__ = ["SimulatedSession", "SimulatedStream", "SimulationConfig", "simulate_dataset",
-           "simulate_session"]
+__all__ = [
+    "SimulatedSession",
+    "SimulatedStream",
+    "SimulationConfig",
+    "simulate_dataset",
+    "simulate_session",
+]
 
 # first entries of the seed sequences, one per random stream, so streams never share draws
 _ANIMAL, _NEURONS, _BEHAVIOUR, _NOISE, _SCHEDULE, _SESSION_CLIP, _TEST_CLIP = range(7)
+# config fields passed to ``sample_population`` under the same name
+_POPULATION_KNOBS = {"fov_size_um", "rf_scatter_deg", "fraction_complex", "rate_gain_hz",
+                     "running_gain", "pupil_gain", "calcium_tau_s", "noise_shape"}  # fmt: skip
+# ground-truth key -> NeuronPopulation attribute
+_POPULATION_TRUTH = {
+    "rf_center_deg": "rf_center_deg", "rf_orientation": "orientation",
+    "rf_spatial_frequency_cpd": "spatial_frequency_cpd", "rf_phase": "phase",
+    "rf_sigma_deg": "sigma_deg", "is_complex": "is_complex", "behaviour_gain": "behaviour_gain",
+    "threshold": "threshold", "base_rate_hz": "base_rate_hz", "rate_gain_hz": "rate_gain_hz",
+    "calcium_tau_s": "calcium_tau_s", "calcium_amplitude": "calcium_amplitude",
+    "calcium_baseline": "calcium_baseline", "noise_shape": "noise_shape",
+    "scan_offset_s": "scan_offset_s",
+}  # fmt: skip
 
 
 class SimulationConfig(BaseModel, extra="forbid", frozen=True):
@@ -122,6 +140,11 @@ def _rng(config: SimulationConfig, *key: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([config.seed, *key]))
 
 
+def _single(values: np.ndarray) -> np.ndarray:
+    """Float arrays as float32 (the stored precision); others copied unchanged."""
+    return values.astype(np.float32) if values.dtype.kind == "f" else values.copy()
+
+
 def _screen(config: SimulationConfig) -> ScreenGeometry:
     return ScreenGeometry(config.height, config.width, config.screen_width_deg)
 
@@ -146,10 +169,14 @@ def _schedule(config: SimulationConfig, animal: int, session: int) -> list[tuple
     """Presentation order: (tier, stimulus_id, clip index within its tier), shuffled."""
     tag = f"a{animal}-s{session}"
     trials = [("train", f"train-{tag}-{i:03d}", i) for i in range(config.n_train_trials)]
-    trials += [("validation", f"validation-{tag}-{i:03d}", i)
-               for i in range(config.n_validation_trials)]
-    trials += [("test", f"test-{i:03d}", i)
-               for i in range(config.n_test_clips) for _ in range(config.test_repeats)]
+    trials += [
+        ("validation", f"validation-{tag}-{i:03d}", i) for i in range(config.n_validation_trials)
+    ]
+    trials += [
+        ("test", f"test-{i:03d}", i)
+        for i in range(config.n_test_clips)
+        for _ in range(config.test_repeats)
+    ]
     order = _rng(config, _SCHEDULE, animal, session).permutation(len(trials))
     return [trials[k] for k in order]
 
@@ -176,27 +203,35 @@ def _simulate_session(
             key = (_SESSION_CLIP, animal, session, int(tier == "validation"), index)
             movie[first : first + n_trial] = _clip(config, _rng(config, *key))
         start = float(movie_t[first])
-        intervals.append({"start": start, "end": start + n_trial / config.movie_rate_hz,
-                          "tier": tier, "stimulus_id": stimulus_id, "trial": k})
+        intervals.append(
+            {
+                "start": start,
+                "end": start + n_trial / config.movie_rate_hz,
+                "tier": tier,
+                "stimulus_id": stimulus_id,
+                "trial": k,
+            }
+        )
 
     def clock(rate: float, offset: float) -> np.ndarray:
         return t0 + offset + np.arange(int(np.floor((duration - offset) * rate))) / rate
 
     behaviour_t = clock(config.behaviour_rate_hz, config.behaviour_clock_offset_s)
     calcium_t = clock(config.neural_rate_hz, config.neural_clock_offset_s)
-    beh = simulate_behaviour(_rng(config, _BEHAVIOUR, animal, session), behaviour_t.size,
-                             config.behaviour_rate_hz, BehaviourStyle())
+    beh = simulate_behaviour(
+        _rng(config, _BEHAVIOUR, animal, session),
+        behaviour_t.size,
+        config.behaviour_rate_hz,
+        BehaviourStyle(),
+    )
 
     retinotopy = sample_retinotopy(_rng(config, _ANIMAL, animal), config.retinotopy_deg_per_um)
     rng = _rng(config, _NEURONS, animal, session)
+    knobs = config.model_dump(include=_POPULATION_KNOBS)
     pop = sample_population(
         rng, config.neurons_per_session, retinotopy, rng.uniform(-300.0, 300.0, 2),
-        frame_period_s=1.0 / config.neural_rate_hz, fov_size_um=config.fov_size_um,
-        rf_scatter_deg=config.rf_scatter_deg, fraction_complex=config.fraction_complex,
-        rate_gain_hz=config.rate_gain_hz, running_gain=config.running_gain,
-        pupil_gain=config.pupil_gain, calcium_tau_s=config.calcium_tau_s,
-        noise_shape=config.noise_shape,
-    )
+        frame_period_s=1.0 / config.neural_rate_hz, **knobs,
+    )  # fmt: skip
 
     gaze_at_frames = np.stack([np.interp(movie_t, behaviour_t, g) for g in beh.gaze.T], axis=1)
     kernels = temporal_kernels(pop, config.movie_rate_hz)
@@ -210,8 +245,11 @@ def _simulate_session(
     for iv in intervals:
         on |= (calcium_t >= iv["start"]) & (calcium_t < iv["end"])
     drive = stimulus_drive(at_calcium, pop, on)
-    gain = behavioural_gain(np.interp(calcium_t, behaviour_t, beh.speed),
-                            np.interp(calcium_t, behaviour_t, beh.pupil), pop)
+    gain = behavioural_gain(
+        np.interp(calcium_t, behaviour_t, beh.speed),
+        np.interp(calcium_t, behaviour_t, beh.pupil),
+        pop,
+    )
     rate = firing_rate(drive, gain, pop)
     dt = 1.0 / config.neural_rate_hz
     calcium, spikes = sample_calcium(rate, dt, pop, _rng(config, _NOISE, animal, session))
@@ -220,10 +258,15 @@ def _simulate_session(
     streams = {
         "movie": SimulatedStream("movie", movie, movie_t, None),
         "calcium": SimulatedStream("calcium", calcium.astype(f32), calcium_t, None),
-        "running": SimulatedStream("running", beh.speed[:, None].astype(f32), behaviour_t,
-                                   ("speed",)),
-        "pupil": SimulatedStream("pupil", np.stack([beh.pupil, beh.pupil_derivative], 1).astype(
-            f32), behaviour_t, ("size", "size_derivative")),
+        "running": SimulatedStream(
+            "running", beh.speed[:, None].astype(f32), behaviour_t, ("speed",)
+        ),
+        "pupil": SimulatedStream(
+            "pupil",
+            np.stack([beh.pupil, beh.pupil_derivative], 1).astype(f32),
+            behaviour_t,
+            ("size", "size_derivative"),
+        ),
         "gaze": SimulatedStream("gaze", beh.gaze.astype(f32), behaviour_t, ("x", "y")),
     }
     ground_truth = {
@@ -232,22 +275,8 @@ def _simulate_session(
         "spikes": spikes.astype(f32),
         "stimulus_drive": drive.astype(f32),
         "behaviour_gain_t": gain.astype(f32),
-        "rf_center_deg": pop.rf_center_deg.astype(f32),
-        "rf_orientation": pop.orientation.astype(f32),
-        "rf_spatial_frequency_cpd": pop.spatial_frequency_cpd.astype(f32),
-        "rf_phase": pop.phase.astype(f32),
-        "rf_sigma_deg": pop.sigma_deg.astype(f32),
-        "is_complex": pop.is_complex.copy(),
+        **{key: _single(getattr(pop, name)) for key, name in _POPULATION_TRUTH.items()},
         "temporal_kernel": kernels.astype(f32),
-        "behaviour_gain": pop.behaviour_gain.astype(f32),
-        "threshold": pop.threshold.astype(f32),
-        "base_rate_hz": pop.base_rate_hz.astype(f32),
-        "rate_gain_hz": pop.rate_gain_hz.astype(f32),
-        "calcium_tau_s": pop.calcium_tau_s.astype(f32),
-        "calcium_amplitude": pop.calcium_amplitude.astype(f32),
-        "calcium_baseline": pop.calcium_baseline.astype(f32),
-        "noise_shape": pop.noise_shape.astype(f32),
-        "scan_offset_s": pop.scan_offset_s.astype(f32),
         "running_state": beh.running.copy(),
         "retinotopy_matrix": retinotopy.matrix.astype(f32),
         "retinotopy_offset_deg": retinotopy.offset_deg.astype(f32),

@@ -1,0 +1,52 @@
+"""``neurofm evaluate CHECKPOINT --data DIR``: run task presets on the test tier and write a report."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from neurofm.errors import NeurofmError
+
+
+def evaluate_and_report(model, sessions, tasks, window_s, out: Path, extra: dict | None = None):  # noqa: ANN001, ANN201
+    """Evaluate, write the report folder, print the table; returns the EvaluationResult."""
+    from neurofm.core.evaluation.evaluate import evaluate
+    from neurofm.core.evaluation.report import format_table, write_report
+
+    result = evaluate(model, sessions, tasks, window_s=window_s)
+    write_report(result, out, extra=extra)
+    print(format_table(result))
+    print(f"report written to {out}")
+    return result
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from neurofm.core.checkpoint import load_pretrained
+    from neurofm.core.data import open_dataset
+    from neurofm.core.evaluation.evaluate import DEFAULT_TASKS
+
+    model, _ = load_pretrained(args.checkpoint)
+    meta = json.loads((Path(args.checkpoint) / "meta.json").read_text())
+    window_s = args.window_s or float(meta.get("window_s", 2.0))
+    sessions = open_dataset(args.data)
+    unknown = [s.session_id for s in sessions if s.session_id not in model.session_units]
+    if unknown:
+        raise NeurofmError(
+            f"sessions {unknown} are not in the checkpoint's vocabulary "
+            f"({sorted(model.session_units)}); fine-tune the model to them first"
+        )
+    tasks = args.tasks.split(",") if args.tasks else DEFAULT_TASKS
+    evaluate_and_report(model, sessions, tasks, window_s, Path(args.out))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="evaluate a checkpoint on the test tier of a dataset")
+    p.add_argument("checkpoint")
+    p.add_argument("--data", required=True, help="folder of sessions")
+    p.add_argument("--tasks", default=None, help="comma-separated task presets")
+    p.add_argument("--window-s", type=float, default=None)
+    p.add_argument("--out", default="neurofm-report")
+    p.set_defaults(func=run)
