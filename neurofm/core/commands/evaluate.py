@@ -8,7 +8,7 @@ from pathlib import Path
 from neurofm.errors import NeurofmError
 
 
-def evaluate_and_report(model, sessions, tasks, window_s, out: Path, extra: dict | None = None):  # noqa: ANN001, ANN201
+def evaluate_and_report(model, sessions, tasks, window_s, out: Path, extra: dict | None = None):
     """Evaluate, write the report folder, print the table; returns the EvaluationResult."""
     from neurofm.core.evaluation.evaluate import evaluate
     from neurofm.core.evaluation.report import format_table, write_report

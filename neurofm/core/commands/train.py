@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 
-def train_and_save(model_config, sessions, training, window_s, out: Path, progress: bool = True):  # noqa: ANN001, ANN201
+def train_and_save(model_config, sessions, training, window_s, out: Path, progress: bool = True):
     """Build, train and save a model; returns ``(model, TrainResult)``."""
     from neurofm.core.builder import build_model
     from neurofm.core.checkpoint import save_pretrained
