@@ -36,6 +36,7 @@ __all__ = [
     "SimulatedSession",
     "SimulatedStream",
     "SimulationConfig",
+    "shared_test_clips",
     "simulate_dataset",
     "simulate_session",
 ]
@@ -99,16 +100,9 @@ class SimulationConfig(BaseModel, extra="forbid", frozen=True):
     def tiny(cls) -> SimulationConfig:
         """1 animal x 2 sessions of 16 neurons, 2 s trials on an 18x32 screen (for unit tests)."""
         return cls(
-            n_animals=1,
-            neurons_per_session=16,
-            n_train_trials=4,
-            n_validation_trials=2,
-            n_test_clips=2,
-            test_repeats=5,
-            trial_duration_s=2.0,
-            height=18,
-            width=32,
-        )
+            n_animals=1, neurons_per_session=16, n_train_trials=4, n_validation_trials=2,
+            n_test_clips=2, test_repeats=5, trial_duration_s=2.0, height=18, width=32,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -181,18 +175,16 @@ def _schedule(config: SimulationConfig, animal: int, session: int) -> list[tuple
     return [trials[k] for k in order]
 
 
-def _simulate_session(
-    config: SimulationConfig, animal: int, session: int, shared: list[np.ndarray]
-) -> SimulatedSession:
-    screen = _screen(config)
-    t0 = 1000.0 + 250.0 * animal + 50.0 * session
+def _movie(
+    config: SimulationConfig, animal: int, session: int, shared: list[np.ndarray], t0: float
+) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """Movie ``[T, H, W]``, its timestamps ``[T]`` and the trial intervals of one session."""
     n_gap = round(config.gap_duration_s * config.movie_rate_hz)
     n_trial = round(config.trial_duration_s * config.movie_rate_hz)
     schedule = _schedule(config, animal, session)
     n_movie = n_gap + len(schedule) * (n_trial + n_gap)
-    duration = n_movie / config.movie_rate_hz
-
-    movie = np.full((n_movie, screen.height, screen.width), MEAN_LUMINANCE, dtype=np.float32)
+    movie = np.empty((n_movie, config.height, config.width), dtype=np.float32)
+    movie[:n_gap] = MEAN_LUMINANCE  # gray lead-in; each trial's gap is filled below
     movie_t = t0 + np.arange(n_movie) / config.movie_rate_hz
     intervals = []
     for k, (tier, stimulus_id, index) in enumerate(schedule):
@@ -202,28 +194,27 @@ def _simulate_session(
         else:
             key = (_SESSION_CLIP, animal, session, int(tier == "validation"), index)
             movie[first : first + n_trial] = _clip(config, _rng(config, *key))
+        movie[first + n_trial : first + n_trial + n_gap] = MEAN_LUMINANCE
         start = float(movie_t[first])
-        intervals.append(
-            {
-                "start": start,
-                "end": start + n_trial / config.movie_rate_hz,
-                "tier": tier,
-                "stimulus_id": stimulus_id,
-                "trial": k,
-            }
-        )
+        end = start + n_trial / config.movie_rate_hz
+        intervals.append(dict(start=start, end=end, tier=tier, stimulus_id=stimulus_id, trial=k))
+    return movie, movie_t, intervals
+
+
+def _simulate_session(
+    config: SimulationConfig, animal: int, session: int, shared: list[np.ndarray]
+) -> SimulatedSession:
+    t0 = 1000.0 + 250.0 * animal + 50.0 * session
+    movie, movie_t, intervals = _movie(config, animal, session, shared, t0)
+    duration = movie.shape[0] / config.movie_rate_hz
 
     def clock(rate: float, offset: float) -> np.ndarray:
         return t0 + offset + np.arange(int(np.floor((duration - offset) * rate))) / rate
 
     behaviour_t = clock(config.behaviour_rate_hz, config.behaviour_clock_offset_s)
     calcium_t = clock(config.neural_rate_hz, config.neural_clock_offset_s)
-    beh = simulate_behaviour(
-        _rng(config, _BEHAVIOUR, animal, session),
-        behaviour_t.size,
-        config.behaviour_rate_hz,
-        BehaviourStyle(),
-    )
+    rng = _rng(config, _BEHAVIOUR, animal, session)
+    beh = simulate_behaviour(rng, behaviour_t.size, config.behaviour_rate_hz, BehaviourStyle())
 
     retinotopy = sample_retinotopy(_rng(config, _ANIMAL, animal), config.retinotopy_deg_per_um)
     rng = _rng(config, _NEURONS, animal, session)
@@ -233,40 +224,33 @@ def _simulate_session(
         frame_period_s=1.0 / config.neural_rate_hz, **knobs,
     )  # fmt: skip
 
+    # stimulus -> filtered responses on movie frames -> linear interpolation to calcium frames
     gaze_at_frames = np.stack([np.interp(movie_t, behaviour_t, g) for g in beh.gaze.T], axis=1)
     kernels = temporal_kernels(pop, config.movie_rate_hz)
-    filtered = temporal_filter(spatial_responses(movie, gaze_at_frames, pop, screen), kernels)
+    filtered = temporal_filter(
+        spatial_responses(movie, gaze_at_frames, pop, _screen(config)), kernels
+    )
     position = (calcium_t - t0) * config.movie_rate_hz  # fractional movie frame index
-    lo = np.clip(np.floor(position).astype(np.int64), 0, n_movie - 1)
-    hi = np.minimum(lo + 1, n_movie - 1)
+    lo = np.clip(np.floor(position).astype(np.int64), 0, movie.shape[0] - 1)
+    hi = np.minimum(lo + 1, movie.shape[0] - 1)
     frac = (position - lo)[:, None, None].astype(np.float32)
-    at_calcium = (1 - frac) * filtered[lo] + frac * filtered[hi]
     on = np.zeros(calcium_t.size, dtype=bool)
     for iv in intervals:
         on |= (calcium_t >= iv["start"]) & (calcium_t < iv["end"])
-    drive = stimulus_drive(at_calcium, pop, on)
-    gain = behavioural_gain(
-        np.interp(calcium_t, behaviour_t, beh.speed),
-        np.interp(calcium_t, behaviour_t, beh.pupil),
-        pop,
-    )
+    drive = stimulus_drive((1 - frac) * filtered[lo] + frac * filtered[hi], pop, on)
+    speed, pupil = (np.interp(calcium_t, behaviour_t, x) for x in (beh.speed, beh.pupil))
+    gain = behavioural_gain(speed, pupil, pop)
     rate = firing_rate(drive, gain, pop)
     dt = 1.0 / config.neural_rate_hz
     calcium, spikes = sample_calcium(rate, dt, pop, _rng(config, _NOISE, animal, session))
 
     f32 = np.float32
+    pupil_data = np.stack([beh.pupil, beh.pupil_derivative], axis=1).astype(f32)
     streams = {
         "movie": SimulatedStream("movie", movie, movie_t, None),
         "calcium": SimulatedStream("calcium", calcium.astype(f32), calcium_t, None),
-        "running": SimulatedStream(
-            "running", beh.speed[:, None].astype(f32), behaviour_t, ("speed",)
-        ),
-        "pupil": SimulatedStream(
-            "pupil",
-            np.stack([beh.pupil, beh.pupil_derivative], 1).astype(f32),
-            behaviour_t,
-            ("size", "size_derivative"),
-        ),
+        "running": SimulatedStream("running", _single(beh.speed[:, None]), behaviour_t, ("speed",)),
+        "pupil": SimulatedStream("pupil", pupil_data, behaviour_t, ("size", "size_derivative")),
         "gaze": SimulatedStream("gaze", beh.gaze.astype(f32), behaviour_t, ("x", "y")),
     }
     ground_truth = {

@@ -163,9 +163,17 @@ def gabor_pair(pop: NeuronPopulation, x_deg: np.ndarray, y_deg: np.ndarray) -> n
 
 
 def spatial_responses(
-    movie: np.ndarray, gaze_deg: np.ndarray, pop: NeuronPopulation, screen: ScreenGeometry
+    movie: np.ndarray,
+    gaze_deg: np.ndarray,
+    pop: NeuronPopulation,
+    screen: ScreenGeometry,
+    chunk: int = 1024,
 ) -> np.ndarray:
     """Project every frame onto the Gabor pairs, with receptive fields moved by the eye position.
+
+    Moving the RF by the gaze is done by placing each contrast frame, offset by minus the gaze
+    (whole pixels), in a zero canvas as large as the screen plus the largest shift, and projecting
+    the canvas onto the unshifted filters (one large matrix product per ``chunk`` frames).
 
     Shapes: movie ``[T, H, W]`` luminance; gaze_deg ``[T, 2]`` (x, y) at the frame times.
     Returns ``[T, 2, N]`` float32 (even, odd).
@@ -173,20 +181,20 @@ def spatial_responses(
     shift = np.rint(gaze_deg / screen.deg_per_px).astype(np.int64)  # [T, 2] pixels (x, y)
     pad = int(np.abs(shift).max(initial=0))
     x_deg, y_deg = screen.pixel_centres_deg(pad)
-    canvas = gabor_pair(pop, x_deg, y_deg)  # [H + 2 pad, W + 2 pad, 2, N]
     h, w, n = screen.height, screen.width, pop.orientation.shape[0]
-    unique, group = np.unique(shift, axis=0, return_inverse=True)
-    order = np.argsort(group.reshape(-1), kind="stable")  # frames grouped by retinal shift
-    bounds = np.searchsorted(group.reshape(-1)[order], np.arange(unique.shape[0] + 1))
-    contrast = movie[order].reshape(-1, h * w) - np.float32(MEAN_LUMINANCE)
-    grouped = np.empty((movie.shape[0], 2 * n), dtype=np.float32)
-    for g, (sx, sy) in enumerate(unique):
-        # screen pixel (i, j) sees the filter value at (i + sy, j - sx) of the unshifted field
-        window = canvas[pad + sy : pad + sy + h, pad - sx : pad - sx + w].reshape(h * w, 2 * n)
-        block = slice(bounds[g], bounds[g + 1])
-        grouped[block] = contrast[block] @ (window / np.float32(MEAN_LUMINANCE))
-    out = np.empty_like(grouped)
-    out[order] = grouped
+    bank = gabor_pair(pop, x_deg, y_deg).reshape(x_deg.size * y_deg.size, 2 * n)
+    bank /= np.float32(MEAN_LUMINANCE)  # luminance -> contrast
+    out = np.empty((movie.shape[0], 2 * n), dtype=np.float32)
+    for start in range(0, movie.shape[0], chunk):
+        frames = movie[start : start + chunk]
+        placed = np.zeros((frames.shape[0], y_deg.size, x_deg.size), dtype=np.float32)
+        unique, group = np.unique(shift[start : start + chunk], axis=0, return_inverse=True)
+        for g, (sx, sy) in enumerate(unique):
+            # screen pixel (i, j) meets the filter value at canvas (i + sy, j - sx) + pad
+            same = np.flatnonzero(group.reshape(-1) == g)
+            rows, cols = slice(pad + sy, pad + sy + h), slice(pad - sx, pad - sx + w)
+            placed[same, rows, cols] = frames[same] - np.float32(MEAN_LUMINANCE)
+        out[start : start + frames.shape[0]] = placed.reshape(frames.shape[0], -1) @ bank
     return out.reshape(-1, 2, n)
 
 
