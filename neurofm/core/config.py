@@ -59,7 +59,10 @@ def _validate_plugin_config(kind: str, value: Any) -> PluginConfig:
 
     reg = registry.get_registry(kind)
     if isinstance(value, PluginConfig):
-        expected = reg.get(value.type).Config
+        try:
+            expected = reg.get(value.type).Config
+        except NeurofmError as exc:
+            raise ValueError(str(exc)) from None
         if not isinstance(value, expected):
             raise ValueError(
                 f"config object of class {type(value).__name__} has type={value.type!r}, but the "

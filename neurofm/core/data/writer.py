@@ -90,8 +90,18 @@ def compute_statistics(
     std = np.sqrt(var)
     std = np.where((count > 1) & (std > 0), std, 1.0)
     return StreamStatistics(
-        tier=tier, mean=(mean + shift).tolist(), std=std.tolist(), count=int(count.min(initial=0))
+        tier=tier,
+        mean=(mean + shift).tolist(),
+        std=std.tolist(),
+        count=int(count.min()) if count.size else 0,
     )
+
+
+def _safe_id(value: str, what: str) -> str:
+    try:
+        return check_safe_id(value, what)
+    except ValueError as exc:
+        raise SessionFormatError(str(exc)) from None
 
 
 def _check_stream(name: str, stream: StreamInput) -> np.ndarray:
@@ -142,13 +152,11 @@ def write_session(
     """
     from neurofm import __version__
 
-    check_safe_id(session_id, "session_id")
+    _safe_id(session_id, "session_id")
     parsed = [
         iv if isinstance(iv, Interval) else Interval.model_validate(dict(iv)) for iv in intervals
     ]
-    checked = {
-        name: _check_stream(check_safe_id(name, "stream name"), s) for name, s in streams.items()
-    }
+    checked = {name: _check_stream(_safe_id(name, "stream name"), s) for name, s in streams.items()}
     target = Path(root) / session_id
     with atomic_directory(target, overwrite=overwrite) as tmp:
         specs: dict[str, StreamSpec] = {}
@@ -183,7 +191,7 @@ def write_session(
                 )
         truth = {
             name: _save(
-                tmp, f"ground_truth/{check_safe_id(name, 'ground truth name')}.npy", np.asarray(arr)
+                tmp, f"ground_truth/{_safe_id(name, 'ground truth name')}.npy", np.asarray(arr)
             )
             for name, arr in (ground_truth or {}).items()
         }

@@ -1,0 +1,470 @@
+"""Conformance kit for plugin authors: the checks every neurofm plugin must pass.
+
+neurofm runs these checks on every registered plugin (built-in or installed), and a plugin author
+runs them in their own test suite::
+
+    # tests/test_conformance.py of the package neurofm-acme-plugin
+    from neurofm.testing import check_modality, check_plugin
+    from neurofm_acme.whisker import WhiskerEncoder, WhiskerConfig
+
+    def test_whisker_conforms():
+        check_modality(WhiskerEncoder, WhiskerConfig(channels=3))
+
+    def test_whisker_as_installed():
+        check_plugin("modalities", "acme.whisker")   # found through its entry point
+
+Every check raises :class:`AssertionError` naming the plugin and what was expected on failure.
+
+What is checked, for every kind:
+    - the plugin's ``Config`` derives from :class:`neurofm.PluginConfig`, its ``type`` tag equals the
+      name the plugin is registered under, unknown fields are rejected, and the config survives a
+      JSON round trip;
+    - the module builds from the config;
+    - a forward pass on synthetic input of the right form gives finite outputs of the documented
+      shapes, and a backward pass gives finite gradients to at least one parameter;
+    - empty input gives empty output (absent data), and invalid entries (``valid=False``, zeroed as
+      the data pipeline does) never produce NaN;
+    - weights saved with safetensors and loaded into a freshly built module give identical outputs.
+
+Synthetic input of the right form, for modality encoders: per-unit encoders get ``values [T, N]``
+with ``unit_embeddings [N, d_model]``; encoders whose config has ``height``/``width`` get frames
+``[T, H, W]`` (``[T, H, W, C]`` when ``channels > 1``); every other encoder gets ``[T, C]`` with
+``C`` = the config's ``channels`` (1 if it has none).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import ValidationError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+from torch import Tensor, nn
+
+from neurofm import registry
+from neurofm.core.config import PluginConfig
+from neurofm.core.interfaces import (
+    Head,
+    ModalityEncoder,
+    Readout,
+    SessionUnits,
+    StreamTensor,
+    Tokens,
+)
+
+__all__ = [
+    "check_config",
+    "check_head",
+    "check_modality",
+    "check_plugin",
+    "check_readout",
+    "check_source",
+]
+
+_UNKNOWN_FIELD = "conformance_unknown_field"
+
+
+def _fail(what: str, message: str) -> AssertionError:
+    return AssertionError(f"{what}: {message}")
+
+
+def _describe(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _registered_name(kind: str, cls: type) -> str | None:
+    for record in registry.get_registry(kind).records():
+        if record.obj is cls:
+            return record.name
+    return None
+
+
+def check_config(
+    plugin_cls: type, config: PluginConfig | None = None, *, name: str | None = None
+) -> PluginConfig:
+    """Check a plugin's config class and return the config to build with (default: ``Config()``).
+
+    ``name`` is the registered name the ``type`` tag must equal (not checked when None).
+    """
+    what = _describe(plugin_cls)
+    config_cls = getattr(plugin_cls, "Config", None)
+    if not (isinstance(config_cls, type) and issubclass(config_cls, PluginConfig)):
+        raise _fail(
+            what, f"`Config` must be a subclass of neurofm.PluginConfig, found {config_cls!r}"
+        )
+    if config is None:
+        try:
+            config = config_cls()
+        except ValidationError as exc:
+            raise _fail(
+                what, f"its Config has required fields; pass a config to the check ({exc})"
+            ) from None
+    if not isinstance(config, config_cls):
+        raise _fail(what, f"config must be a {config_cls.__name__}, found {type(config).__name__}")
+    if name is not None and config.type != name:
+        raise _fail(what, f"config tag type={config.type!r} differs from registered name {name!r}")
+    data = config.model_dump()
+    try:
+        config_cls.model_validate({**data, _UNKNOWN_FIELD: 1})
+    except ValidationError:
+        pass
+    else:
+        raise _fail(what, "its Config accepts unknown fields; expected extra='forbid'")
+    again = config_cls.model_validate_json(config.model_dump_json())
+    if again != config or again.model_dump() != data:
+        raise _fail(what, f"config changed in a JSON round trip: {data} -> {again.model_dump()}")
+    return config
+
+
+def _check_finite(what: str, label: str, tensor: Tensor) -> None:
+    if not bool(torch.isfinite(tensor).all()):
+        raise _fail(what, f"{label} contains NaN or inf")
+
+
+def _check_gradients(what: str, module: nn.Module, output: Tensor) -> None:
+    module.zero_grad(set_to_none=True)
+    if not output.requires_grad:
+        raise _fail(what, "its output does not depend on any parameter (no gradient can flow)")
+    (output * torch.randn_like(output)).sum().backward()
+    grads = {n: p.grad for n, p in module.named_parameters() if p.grad is not None}
+    if not grads:
+        raise _fail(what, "backward gave no gradient to any parameter")
+    for n, g in grads.items():
+        _check_finite(what, f"gradient of parameter {n!r}", g)
+    if not any(bool(g.abs().sum() > 0) for g in grads.values()):
+        raise _fail(what, "every parameter gradient is zero")
+
+
+def _check_reload(
+    what: str, build: Callable[[], nn.Module], module: nn.Module, run: Callable[[nn.Module], Any]
+) -> None:
+    state = {k: v.detach().cpu().clone().contiguous() for k, v in module.state_dict().items()}
+    blob = save_safetensors(state)
+    torch.manual_seed(12345)
+    fresh = build()
+    try:
+        fresh.load_state_dict(load_safetensors(blob), strict=True)
+    except RuntimeError as exc:
+        raise _fail(
+            what, f"weights saved with safetensors do not load into a new instance: {exc}"
+        ) from None
+    module.eval()
+    fresh.eval()
+    with torch.no_grad():
+        before, after = run(module), run(fresh)
+    for a, b in zip(before, after, strict=True):
+        if a.shape != b.shape or not torch.equal(a, b):
+            raise _fail(what, "outputs differ after a safetensors state_dict round trip")
+
+
+# -- modality encoders ------------------------------------------------------------------------
+def _stream_input(
+    encoder: ModalityEncoder, n_samples: int, generator: torch.Generator
+) -> tuple[StreamTensor, Tensor | None]:
+    """Synthetic input of the form the encoder reads (see the module docstring)."""
+    config = encoder.config
+    fields = type(config).model_fields
+    period = 1.0 / 30.0
+    times = torch.arange(n_samples, dtype=torch.float32) * period
+    unit_embeddings = None
+    if encoder.per_unit:
+        n_units = 5
+        shape: tuple[int, ...] = (n_samples, n_units)
+        unit_embeddings = torch.randn(n_units, encoder.d_model, generator=generator)
+    elif "height" in fields and "width" in fields:
+        channels = int(getattr(config, "channels", 1))
+        shape = (n_samples, int(config.height), int(config.width))
+        shape += (channels,) if channels > 1 else ()
+    else:
+        shape = (n_samples, int(getattr(config, "channels", 1)))
+    values = torch.randn(shape, generator=generator)
+    valid = torch.ones(shape if len(shape) == 2 else shape[:1], dtype=torch.bool)
+    return StreamTensor(values, valid, times, period), unit_embeddings
+
+
+def _invalidate(stream: StreamTensor) -> StreamTensor:
+    """Every other sample marked invalid and zeroed (as the data pipeline hands over NaN samples)."""
+    valid = stream.valid.clone()
+    valid[::2] = False
+    mask = valid.reshape(valid.shape + (1,) * (stream.values.ndim - valid.ndim))
+    return StreamTensor(torch.where(mask, stream.values, 0.0), valid, stream.times, stream.period_s)
+
+
+def _check_tokens(what: str, tokens: Any, d_model: int, duration: float | None) -> None:
+    if not isinstance(tokens, Tokens):
+        raise _fail(what, f"tokenize must return neurofm.Tokens, found {type(tokens).__name__}")
+    f, t = tokens.features, tokens.times
+    if f.ndim != 2 or f.shape[1] != d_model:
+        raise _fail(what, f"token features must be [n, {d_model}], found {tuple(f.shape)}")
+    if tuple(t.shape) != (f.shape[0], 2):
+        raise _fail(what, f"token times must be [{f.shape[0]}, 2], found {tuple(t.shape)}")
+    _check_finite(what, "token features", f)
+    _check_finite(what, "token times", t)
+    if not bool((t[:, 0] <= t[:, 1]).all()):
+        raise _fail(what, "a token's start time is after its end time")
+    if duration is not None and len(tokens) and (t.min() < -1e-6 or t.max() > duration + 1e-5):
+        raise _fail(
+            what,
+            f"token times span [{float(t.min()):.4f}, {float(t.max()):.4f}] s, outside the "
+            f"input's [0, {duration:.4f}] s",
+        )
+
+
+def check_modality(
+    encoder_cls: type[ModalityEncoder],
+    config: PluginConfig | None = None,
+    *,
+    d_model: int = 32,
+    name: str | None = None,
+) -> None:
+    """Check a modality encoder class against the :class:`~neurofm.ModalityEncoder` contract.
+
+    Args:
+        encoder_cls: the encoder class.
+        config: the config to build with (default: ``encoder_cls.Config()``).
+        d_model: token width to build with.
+        name: registered name (default: looked up in the registry; the tag check is skipped if the
+            class is not registered).
+    """
+    what = f"modality plugin {_describe(encoder_cls)}"
+    if not (isinstance(encoder_cls, type) and issubclass(encoder_cls, ModalityEncoder)):
+        raise _fail(what, "must be a subclass of neurofm.ModalityEncoder")
+    config = check_config(
+        encoder_cls, config, name=name or _registered_name("modalities", encoder_cls)
+    )
+    if getattr(encoder_cls, "role", None) not in ("stimulus", "behaviour", "neural"):
+        raise _fail(what, f"role must be stimulus, behaviour or neural, found {encoder_cls.role!r}")
+    if encoder_cls.normalization not in ("zscore", "scale", "none"):
+        raise _fail(what, f"unknown normalization {encoder_cls.normalization!r}")
+
+    def build() -> ModalityEncoder:
+        return encoder_cls(config, d_model=d_model)
+
+    torch.manual_seed(0)
+    encoder = build()
+    generator = torch.Generator().manual_seed(0)
+    n_samples = 24
+    stream, units = _stream_input(encoder, n_samples, generator)
+    duration = n_samples * stream.period_s
+    tokens = encoder.tokenize(stream, units)
+    _check_tokens(what, tokens, d_model, duration)
+    if len(tokens) == 0:
+        raise _fail(what, f"produced no tokens for {n_samples} valid samples")
+    _check_gradients(what, encoder, tokens.features)
+
+    empty, empty_units = _stream_input(encoder, 0, generator)
+    with torch.no_grad():
+        none = encoder.tokenize(empty, empty_units)
+    _check_tokens(what, none, d_model, None)
+    if len(none) != 0:
+        raise _fail(what, f"zero-length input (absent data) gave {len(none)} tokens; expected 0")
+
+    with torch.no_grad():
+        partial = encoder.tokenize(_invalidate(stream), units)
+    _check_tokens(what, partial, d_model, duration)
+
+    _check_reload(what, build, encoder, lambda m: (m.tokenize(stream, units).features,))
+
+
+# -- readouts ---------------------------------------------------------------------------------
+def _session_units(session_id: str, count: int, seed: int) -> SessionUnits:
+    rng = np.random.default_rng(seed)
+    position = rng.uniform(0, 500, size=(count, 3)).astype(np.float32)
+    area = np.array(["V1"] * count)
+    return SessionUnits(session_id, count, position, area)
+
+
+def check_readout(
+    readout_cls: type[Readout],
+    config: PluginConfig | None = None,
+    *,
+    d_model: int = 32,
+    params_per_unit: int = 2,
+    name: str | None = None,
+) -> None:
+    """Check a readout class against the :class:`~neurofm.Readout` contract.
+
+    Builds it for two sessions (one id containing a '.'), checks ``unit_embeddings`` ``[K, d]`` and
+    ``project`` ``[Q, K, params_per_unit]``, empty unit and query sets, that ``add_sessions`` keeps
+    existing parameters, and the safetensors round trip.
+    """
+    what = f"readout plugin {_describe(readout_cls)}"
+    if not (isinstance(readout_cls, type) and issubclass(readout_cls, Readout)):
+        raise _fail(what, "must be a subclass of neurofm.Readout")
+    config = check_config(
+        readout_cls, config, name=name or _registered_name("readouts", readout_cls)
+    )
+    sessions = {"s-a": _session_units("s-a", 7, 0), "s.b": _session_units("s.b", 4, 1)}
+
+    def build() -> Readout:
+        return readout_cls(
+            config, d_model=d_model, sessions=sessions, params_per_unit=params_per_unit
+        )
+
+    torch.manual_seed(0)
+    readout = build()
+    units = torch.tensor([0, 3, 6])
+    h = torch.randn(5, d_model)
+    for sid, idx in (("s-a", units), ("s.b", torch.tensor([1, 2]))):
+        emb = readout.unit_embeddings(sid, idx)
+        if tuple(emb.shape) != (len(idx), d_model):
+            raise _fail(what, f"unit_embeddings must be [{len(idx)}, {d_model}], found {emb.shape}")
+        _check_finite(what, "unit embeddings", emb)
+        raw = readout.project(h, sid, idx)
+        if tuple(raw.shape) != (5, len(idx), params_per_unit):
+            raise _fail(
+                what, f"project must be [5, {len(idx)}, {params_per_unit}], found {raw.shape}"
+            )
+        _check_finite(what, "projected outputs", raw)
+    out = readout.project(h, "s-a", units)
+    _check_gradients(what, readout, out + readout.unit_embeddings("s-a", units).sum())
+
+    with torch.no_grad():
+        no_units = readout.project(h, "s-a", units[:0])
+        no_queries = readout.project(h[:0], "s-a", units)
+        no_emb = readout.unit_embeddings("s-a", units[:0])
+    if tuple(no_units.shape) != (5, 0, params_per_unit) or tuple(no_queries.shape) != (
+        0,
+        3,
+        params_per_unit,
+    ):
+        raise _fail(what, f"empty inputs gave {tuple(no_units.shape)} / {tuple(no_queries.shape)}")
+    if tuple(no_emb.shape) != (0, d_model):
+        raise _fail(what, f"no units gave unit embeddings of shape {tuple(no_emb.shape)}")
+
+    with torch.no_grad():
+        before = readout.project(h, "s-a", units).clone()
+        readout.add_sessions({"s-new": _session_units("s-new", 3, 2)})
+        after = readout.project(h, "s-a", units)
+        new = readout.project(h, "s-new", torch.arange(3))
+    if not torch.equal(before, after):
+        raise _fail(what, "add_sessions changed the outputs of an existing session")
+    _check_finite(what, "outputs for an added session", new)
+
+    readout = build()
+    _check_reload(what, build, readout, lambda m: (m.project(h, "s.b", torch.tensor([0, 3])),))
+
+
+# -- heads ------------------------------------------------------------------------------------
+def check_head(
+    head_cls: type[Head],
+    config: PluginConfig | None = None,
+    *,
+    d_model: int = 32,
+    channels: int = 3,
+    name: str | None = None,
+) -> None:
+    """Check a head class against the :class:`~neurofm.Head` contract.
+
+    As a channel-stream head: ``project`` ``[Q, channels, p]``, ``predict`` ``[Q, channels]``, a finite
+    ``loss`` whose count equals the number of valid entries and which ignores invalid entries
+    (whatever their value), gradients, empty batches and the safetensors round trip. As a per-unit
+    head (``channels=None``): the same on raw outputs given by a readout. Targets are >= 0 (spike
+    counts / calcium and z-scored behaviour both allow that).
+    """
+    what = f"head plugin {_describe(head_cls)}"
+    if not (isinstance(head_cls, type) and issubclass(head_cls, Head)):
+        raise _fail(what, "must be a subclass of neurofm.Head")
+    config = check_config(head_cls, config, name=name or _registered_name("heads", head_cls))
+
+    def build() -> Head:
+        return head_cls(config, d_model=d_model, channels=channels)
+
+    torch.manual_seed(0)
+    head = build()
+    p = head.params_per_channel
+    q = 6
+    h = torch.randn(q, d_model)
+    raw = head.project(h)
+    if tuple(raw.shape) != (q, channels, p):
+        raise _fail(what, f"project must give [{q}, {channels}, {p}], found {tuple(raw.shape)}")
+    pred = head.predict(raw)
+    if tuple(pred.shape) != (q, channels):
+        raise _fail(what, f"predict must give [{q}, {channels}], found {tuple(pred.shape)}")
+    _check_finite(what, "predictions", pred)
+
+    target = torch.rand(q, channels) * 2
+    valid = torch.ones(q, channels, dtype=torch.bool)
+    valid[::2, 0] = False
+    total, count = head.loss(raw, target, valid)
+    _check_finite(what, "loss", total)
+    if int(count) != int(valid.sum()):
+        raise _fail(what, f"loss counted {int(count)} entries; {int(valid.sum())} are valid")
+    _check_gradients(what, head, total.reshape(1))
+    with torch.no_grad():
+        garbage = torch.where(valid, target, torch.full_like(target, 1e4))
+        a, _ = head.loss(raw, torch.where(valid, target, 0.0), valid)
+        b, _ = head.loss(raw, garbage, valid)
+    _check_finite(what, "loss with invalid entries", b)
+    if not math.isclose(float(a), float(b), rel_tol=1e-5, abs_tol=1e-6):
+        raise _fail(what, "the loss depends on target values marked invalid")
+
+    with torch.no_grad():
+        empty_raw = head.project(h[:0])
+        empty_total, empty_count = head.loss(
+            empty_raw, target[:0], torch.zeros(0, channels, dtype=torch.bool)
+        )
+    if tuple(empty_raw.shape) != (0, channels, p) or int(empty_count) != 0:
+        raise _fail(what, f"an empty batch gave raw {tuple(empty_raw.shape)}, count {empty_count}")
+    _check_finite(what, "loss of an empty batch", empty_total)
+
+    per_unit = head_cls(config, d_model=d_model, channels=None)
+    unit_raw = torch.randn(q, 5, per_unit.params_per_channel, requires_grad=True)
+    unit_target = torch.rand(q, 5) * 2
+    total, count = per_unit.loss(unit_raw, unit_target, torch.ones(q, 5, dtype=torch.bool))
+    _check_finite(what, "per-unit loss", total)
+    total.backward()
+    _check_finite(what, "gradient of the per-unit loss", unit_raw.grad)
+    if tuple(per_unit.predict(unit_raw).shape) != (q, 5):
+        raise _fail(what, "per-unit predict must give [Q, K]")
+
+    _check_reload(what, build, head, lambda m: (m.project(h), m.predict(m.project(h))))
+
+
+def check_source(
+    source_cls: type, config: PluginConfig | None = None, *, name: str | None = None
+) -> None:
+    """Check a data importer: it implements :class:`neurofm.core.sources.Source` and its config
+    round-trips; it is built from its config."""
+    from neurofm.core.sources import Source
+
+    what = f"source {name or source_cls.__name__}"
+    if not (isinstance(source_cls, type) and issubclass(source_cls, Source)):
+        raise _fail(
+            what, f"expected a subclass of neurofm.core.sources.Source, found {source_cls!r}"
+        )
+    config = check_config(source_cls, config, name=name)
+    source = source_cls(config)
+    if source.config != config:
+        raise _fail(what, "the source does not keep the config it was built with as `config`")
+
+
+_CHECKS: dict[str, Callable[..., None]] = {
+    "modalities": check_modality,
+    "readouts": check_readout,
+    "heads": check_head,
+    "sources": check_source,
+}
+
+
+def check_plugin(kind: str, name: str, config: PluginConfig | None = None, **kwargs: Any) -> None:
+    """Run the check of ``kind`` on the plugin registered as ``name``, found through the registry
+    exactly as a model config would find it.
+
+    ``"modalities"``, ``"readouts"`` and ``"heads"`` get their full checks; a kind without a dedicated
+    check (e.g. ``"sources"``, data importers) gets the interface and config checks.
+    """
+    reg = registry.get_registry(kind)
+    plugin_cls = reg.get(name)
+    check = _CHECKS.get(kind)
+    if check is not None:
+        check(plugin_cls, config, name=name, **kwargs)
+        return
+    interface = reg._interface()
+    if not (isinstance(plugin_cls, type) and issubclass(plugin_cls, interface)):
+        raise _fail(f"{reg.kind} plugin {name!r}", f"must be a subclass of {interface.__name__}")
+    check_config(plugin_cls, config, name=name)

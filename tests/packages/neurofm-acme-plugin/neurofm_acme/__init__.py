@@ -1,0 +1,1 @@
+"""ACME lab's neurofm plugins: a whisker-tracking modality encoder."""

@@ -1,0 +1,145 @@
+"""The command line: demo, simulate, train and evaluate, run in-process through ``main``."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from neurofm.core.cli import main
+
+TASKS = (
+    "responses_from_stimulus_behaviour",
+    "behaviour_from_responses",
+    "forecast",
+)
+
+
+def _run(argv: list[str]) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """``neurofm demo --quick`` run once for the module: (output folder, what it printed)."""
+    out = tmp_path_factory.mktemp("demo") / "run"
+    code, stdout, stderr = _run(["demo", "--quick", "--out", str(out)])
+    assert code == 0, stderr
+    return out, stdout
+
+
+def test_demo_writes_report_and_checkpoint(demo: tuple[Path, str]) -> None:
+    out, stdout = demo
+    for rel in (
+        "report/metrics.json",
+        "report/traces.png",
+        "report/r_histogram.png",
+        "checkpoint/weights.safetensors",
+        "checkpoint/config.json",
+        "checkpoint/meta.json",
+        "data/simulation.json",
+    ):
+        assert (out / rel).is_file(), f"demo did not write {rel}"
+    for png in ("traces.png", "r_histogram.png"):
+        assert (out / "report" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    metrics = json.loads((out / "report" / "metrics.json").read_text())
+    assert set(TASKS) <= set(metrics["tasks"])
+    assert "simulation" in metrics
+    meta = json.loads((out / "checkpoint" / "meta.json").read_text())
+    assert meta["plugins"]["modalities:movie"]["package"] == "neurofm"
+    # the table and the headline line
+    assert "task" in stdout and "target" in stdout and "metric" in stdout
+    for task in TASKS:
+        assert task in stdout
+    assert "single-trial r =" in stdout
+    assert f"report written to {out / 'report'}" in stdout
+
+
+def test_evaluate_the_demo_checkpoint(demo: tuple[Path, str], tmp_path: Path) -> None:
+    out, _ = demo
+    argv = ["evaluate", str(out / "checkpoint"), "--data", str(out / "data")]
+    argv += ["--tasks", "responses_from_stimulus,forecast", "--out", str(tmp_path / "report")]
+    code, stdout, stderr = _run(argv)
+    assert code == 0, stderr
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert set(metrics["tasks"]) == {"responses_from_stimulus", "forecast"}
+    assert "responses_from_stimulus" in stdout and "calcium" in stdout
+
+
+def test_evaluate_missing_data_is_a_clear_error(demo: tuple[Path, str], tmp_path: Path) -> None:
+    out, _ = demo
+    argv = ["evaluate", str(out / "checkpoint"), "--data", str(tmp_path / "nope")]
+    code, _, stderr = _run([*argv, "--out", str(tmp_path / "report")])
+    assert code == 2
+    assert "neurofm evaluate: error:" in stderr and "does not exist" in stderr
+    assert not (tmp_path / "report").exists()
+
+
+def test_simulate_refuses_to_overwrite(tmp_path: Path) -> None:
+    target = tmp_path / "data"
+    code, stdout, stderr = _run(["simulate", str(target), "--tiny"])
+    assert code == 0, stderr
+    assert "wrote 2 simulated sessions" in stdout
+    before = {p.relative_to(target): p.read_bytes() for p in target.rglob("*") if p.is_file()}
+    assert Path("simulation.json") in before
+
+    code, stdout, stderr = _run(["simulate", str(target), "--tiny", "--seed", "1"])
+    assert code == 2
+    assert "neurofm simulate: error:" in stderr and "already exists" in stderr
+    assert "--overwrite" in stderr
+    after = {p.relative_to(target): p.read_bytes() for p in target.rglob("*") if p.is_file()}
+    assert after == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # no partial folder left
+
+    code, _, stderr = _run(["simulate", str(target), "--tiny", "--seed", "1", "--overwrite"])
+    assert code == 0, stderr
+    assert json.loads((target / "simulation.json").read_text())["seed"] == 1
+
+
+def test_train_from_a_yaml_experiment(tiny_data: Path, tmp_path: Path) -> None:
+    from neurofm.core.backbone import get_preset
+    from neurofm.core.builder import default_model_config
+
+    model = default_model_config("tiny", frame_size=(18, 32)).model_dump(mode="json")
+    assert model["backbone"] == get_preset("tiny").model_dump(mode="json")
+    experiment = {
+        "model": model,
+        "data": {"path": str(tiny_data), "window_s": 1.0},
+        "training": {
+            "steps": 3,
+            "batch_size": 2,
+            "eval_every": 2,
+            "warmup_steps": 1,
+            "device": "cpu",
+        },
+    }
+    config = tmp_path / "experiment.yaml"
+    config.write_text(yaml.safe_dump(experiment, sort_keys=False))
+    checkpoint = tmp_path / "ckpt"
+    code, stdout, stderr = _run(["train", str(config), "--out", str(checkpoint)])
+    assert code == 0, stderr
+    assert f"checkpoint written to {checkpoint}" in stdout
+    for name in ("config.json", "meta.json", "sessions.json", "weights.safetensors"):
+        assert (checkpoint / name).is_file()
+    meta = json.loads((checkpoint / "meta.json").read_text())
+    assert meta["steps"] == 3 and meta["window_s"] == 1.0
+    saved = json.loads((checkpoint / "config.json").read_text())
+    assert saved["modalities"]["movie"]["height"] == 18
+
+
+def test_train_reports_config_problems(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(
+        yaml.safe_dump({"model": {"modalities": {"movie": {"type": "moive"}}}, "data": {}})
+    )
+    code, _, stderr = _run(["train", str(config), "--out", str(tmp_path / "ckpt")])
+    assert code == 2
+    assert "Did you mean 'movie'?" in stderr and "data.path" in stderr
+    assert not (tmp_path / "ckpt").exists()

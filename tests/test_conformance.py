@@ -1,0 +1,125 @@
+"""Every registered plugin passes the conformance kit (a new plugin gets these tests for free)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import pytest
+import torch
+from pydantic import ConfigDict, Field
+from torch import Tensor, nn
+
+from neurofm import registry
+from neurofm.core.config import PluginConfig
+from neurofm.core.interfaces import ModalityEncoder, StreamTensor, Tokens
+from neurofm.core.tokenization import series_tokens
+from neurofm.testing import check_config, check_modality, check_plugin
+
+PLUGINS = [(kind, name) for kind, reg in registry.REGISTRIES.items() for name in reg.list()]
+
+
+@pytest.mark.parametrize(("kind", "name"), PLUGINS, ids=[f"{k}:{n}" for k, n in PLUGINS])
+def test_registered_plugin_conforms(kind: str, name: str) -> None:
+    check_plugin(kind, name)
+
+
+def test_every_kind_has_plugins() -> None:
+    assert {kind for kind, _ in PLUGINS} == set(registry.REGISTRIES)
+
+
+def test_non_default_configs_conform() -> None:
+    movie = registry.modalities.get("movie")
+    check_modality(
+        movie, movie.Config(height=8, width=12, patch_height=4, patch_width=6, channels=3)
+    )
+    regression = registry.heads.get("regression")
+    check_plugin("heads", "regression", regression.Config(likelihood="gaussian"), channels=2)
+
+
+def test_third_party_plugin_conforms(third_party_plugins) -> None:
+    check_plugin("modalities", "acme.whisker")
+    from neurofm_acme.whisker import WhiskerConfig, WhiskerEncoder
+
+    check_modality(WhiskerEncoder, WhiskerConfig(channels=4, patch_samples=3), d_model=16)
+
+
+# -- the kit rejects what breaks the contract ---------------------------------------------------
+class _SeriesConfig(PluginConfig):
+    type: Literal["test.series"] = "test.series"
+    channels: int = Field(2, ge=1)
+
+
+class _GoodSeries(ModalityEncoder):
+    Config = _SeriesConfig
+    role = "behaviour"
+
+    def __init__(self, config: _SeriesConfig, *, d_model: int) -> None:
+        super().__init__(config, d_model=d_model)
+        self.embed = nn.Linear(4 * config.channels, d_model)
+
+    def tokenize(self, stream: StreamTensor, unit_embeddings: Tensor | None = None) -> Tokens:
+        return series_tokens(self.embed, self.config.channels, 2, stream, "test.series")
+
+
+class _NaNOnInvalid(_GoodSeries):
+    def tokenize(self, stream: StreamTensor, unit_embeddings: Tensor | None = None) -> Tokens:
+        tokens = super().tokenize(stream, unit_embeddings)
+        bad = (~stream.valid).any()
+        return Tokens(tokens.features / (0.0 if bad else 1.0) * 0.0, tokens.times)
+
+
+class _TokensForNothing(_GoodSeries):
+    def tokenize(self, stream: StreamTensor, unit_embeddings: Tensor | None = None) -> Tokens:
+        return Tokens(torch.zeros(1, self.d_model), torch.zeros(1, 2))
+
+
+class _WrongWidth(_GoodSeries):
+    def tokenize(self, stream: StreamTensor, unit_embeddings: Tensor | None = None) -> Tokens:
+        tokens = super().tokenize(stream, unit_embeddings)
+        return Tokens(tokens.features[:, :-1], tokens.times)
+
+
+class _LooseConfig(PluginConfig):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["test.loose"] = "test.loose"
+
+
+class _Loose(_GoodSeries):
+    Config = _LooseConfig
+
+
+def test_kit_accepts_a_correct_encoder() -> None:
+    check_modality(_GoodSeries)
+
+
+@pytest.mark.parametrize(
+    ("cls", "message"),
+    [
+        (_NaNOnInvalid, "NaN"),
+        (_TokensForNothing, "no gradient can flow"),
+        (_WrongWidth, "token features must be"),
+    ],
+)
+def test_kit_rejects_broken_encoders(cls: type[ModalityEncoder], message: str) -> None:
+    with pytest.raises(AssertionError, match=message):
+        check_modality(cls)
+
+
+def test_kit_checks_configs() -> None:
+    with pytest.raises(AssertionError, match="unknown fields"):
+        check_config(_Loose)
+    with pytest.raises(AssertionError, match="differs from registered name"):
+        check_modality(_GoodSeries, name="test.other")
+
+
+class _TokensForNothingTrainable(_GoodSeries):
+    def tokenize(self, stream: StreamTensor, unit_embeddings: Tensor | None = None) -> Tokens:
+        tokens = super().tokenize(stream, unit_embeddings)
+        if len(tokens) == 0:
+            return Tokens(self.embed.bias[None, :], torch.zeros(1, 2))
+        return tokens
+
+
+def test_kit_requires_no_tokens_for_absent_data() -> None:
+    with pytest.raises(AssertionError, match="zero-length input"):
+        check_modality(_TokensForNothingTrainable)
