@@ -1,0 +1,129 @@
+"""Building blocks shared by importers: tiers, ids, pupil derivative, scratch memmaps, summaries."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+from typing import get_args
+
+import numpy as np
+import yaml
+
+from neurofm.core.data.manifest import Tier
+from neurofm.core.data.session import Session
+from neurofm.core.sources import ImportedSession, SourceFormatError
+
+__all__ = [
+    "DEFAULT_TIER_ALIASES",
+    "animal_from_name",
+    "describe_session",
+    "load_npy",
+    "pupil_with_derivative",
+    "read_yaml",
+    "resolve_tier",
+    "safe_id",
+    "scratch_array",
+]
+
+#: Tier names found in public datasets, mapped to neurofm's three tiers. SENSORIUM 2023's ``oracle``
+#: tier (repeated clips with public responses) becomes ``test`` so noise ceilings can be computed.
+DEFAULT_TIER_ALIASES: dict[str, Tier] = {
+    "train": "train",
+    "training": "train",
+    "validation": "validation",
+    "val": "validation",
+    "test": "test",
+    "oracle": "test",
+    "final_test": "test",
+    "live_test": "test",
+    "live_test_main": "test",
+    "live_test_bonus": "test",
+    "final_test_main": "test",
+    "final_test_bonus": "test",
+}
+
+
+def resolve_tier(value: object, aliases: Mapping[str, Tier], where: str) -> Tier:
+    """Map a tier name of the source format to ``train``/``validation``/``test``.
+
+    Raises:
+        SourceFormatError: the name is not known, naming the known ones and how to add it.
+    """
+    name = value.decode() if isinstance(value, bytes) else str(value)
+    tier = aliases.get(name.strip().lower())
+    if tier not in get_args(Tier):
+        raise SourceFormatError(
+            f"{where}: unknown tier name {name!r}; expected one of {sorted(aliases)} (mapped to "
+            f"train/validation/test). Fix the tier, or add it to the importer config's "
+            f"`tier_aliases` (e.g. --config with tier_aliases: {{{name}: test}})."
+        )
+    return tier
+
+
+def safe_id(name: str) -> str:
+    """A session/animal id safe as a folder name: other characters become ``-`` (max 128)."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-._").replace("..", ".")
+    return cleaned[:128] or "session"
+
+
+def animal_from_name(name: str) -> str | None:
+    """The animal id of SENSORIUM/OmniMouse-style names ``[prefix]<animal>-<session>-<scan>...``."""
+    match = re.search(r"(\d+)-(\d+)-(\d+)", name)
+    return match.group(1) if match else None
+
+
+def read_yaml(path: Path, what: str) -> dict:
+    """Load a YAML mapping, with errors that name the file and what it is for."""
+    if not path.is_file():
+        raise SourceFormatError(f"{what}: {path} not found; expected a YAML file there.")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise SourceFormatError(f"{what}: {path} is not valid YAML ({exc}).") from None
+    if not isinstance(data, dict):
+        raise SourceFormatError(f"{what}: {path} must hold a mapping, found {type(data).__name__}")
+    return data
+
+
+def load_npy(path: Path, what: str, *, mmap: bool = True) -> np.ndarray:
+    """``np.load`` (memory-mapped by default) with errors naming the file."""
+    if not path.is_file():
+        raise SourceFormatError(f"{what}: {path} not found; expected a .npy file there.")
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise SourceFormatError(f"{what}: cannot read {path} as .npy ({exc}).") from None
+
+
+def pupil_with_derivative(
+    size: np.ndarray, timestamps: np.ndarray, derivative: np.ndarray | None = None
+) -> np.ndarray:
+    """Pupil stream ``[T, 2]``: size and d(size)/dt (computed when not given). NaN blinks stay NaN.
+
+    Shape: size ``[T]``, timestamps ``[T]`` -> ``[T, 2]`` float32.
+    """
+    size = np.asarray(size, dtype=np.float64).reshape(-1)
+    if derivative is None:
+        derivative = (
+            np.gradient(size, np.asarray(timestamps, np.float64))
+            if size.size > 1
+            else np.zeros_like(size)
+        )
+    return np.stack([size, np.asarray(derivative, np.float64).reshape(-1)], 1).astype(np.float32)
+
+
+def scratch_array(folder: Path, name: str, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
+    """A writable ``.npy`` memmap in ``folder`` to assemble a stream without holding it in memory."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return np.lib.format.open_memmap(folder / f"{name}.npy", mode="w+", dtype=dtype, shape=shape)
+
+
+def describe_session(path: Path, final_root: Path) -> ImportedSession:
+    """Read back a written session folder; its reported path is under ``final_root`` (the output)."""
+    session = Session.open(path)
+    streams = {n: tuple(s.data.shape) for n, s in session.manifest.streams.items()}
+    tiers = Counter(iv.tier for iv in session.manifest.intervals)
+    units = session.manifest.units.count if session.manifest.units is not None else 0
+    return ImportedSession(session.session_id, final_root / path.name, streams, units, dict(tiers))

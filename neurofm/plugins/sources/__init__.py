@@ -1,0 +1,1 @@
+"""Built-in data importers (plugin kind ``sources``): experanto, sensorium, nwb."""
