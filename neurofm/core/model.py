@@ -98,6 +98,26 @@ class NeuroFM(nn.Module):
         # vocabulary recorded in checkpoints (filled by the builders; empty for hand-built models)
         self.session_units: dict[str, object] = {}
         self.target_channels: dict[str, int] = {}
+        self.stream_statistics: dict[str, dict[str, dict]] = {}  # session -> stream -> stats
+        self.model_config = None  # the ModelConfig it was built from (set by the builders)
+
+    def save_pretrained(self, path, *, extra: Mapping[str, object] | None = None):
+        """Write a checkpoint folder (see :mod:`neurofm.core.checkpoint`); needs ``model_config``."""
+        from neurofm.core.checkpoint import save_pretrained
+
+        if self.model_config is None:
+            raise ValueError(
+                "this model has no model_config (built by hand?); use "
+                "neurofm.core.checkpoint.save_pretrained(model, config, path)"
+            )
+        return save_pretrained(self, self.model_config, path, extra=extra)
+
+    @classmethod
+    def from_pretrained(cls, path) -> NeuroFM:
+        """Rebuild a model from a checkpoint folder (verified; executes nothing from the folder)."""
+        from neurofm.core.checkpoint import load_pretrained
+
+        return load_pretrained(path)[0]
 
     @property
     def stream_names(self) -> list[str]:
@@ -162,6 +182,8 @@ class NeuroFM(nn.Module):
                     values, valid = stream.values[tgt], _channel_valid(stream)[tgt]
                     if units is not None:
                         values, valid = values[:, units], valid[:, units]
+                    if mask.target_excluded is not None:  # entries that are also visible inputs
+                        valid = valid & ~torch.from_numpy(mask.target_excluded).to(device)
                     times = stream.times[tgt]
                     qs.append(self.query_embedding[_key(name)].expand(times.shape[0], -1))
                     qts.append(torch.stack([times, times + stream.period_s], -1))

@@ -7,7 +7,13 @@ A task never names a modality's fields. Rules address streams by name, by role (
 Time ranges are fractions of the window ``[a, b)`` with ``0 <= a < b <= 1``. For neural (per-unit)
 streams, ``visible_units``/``target_units`` choose neurons: ``"all"``, ``{"count": k}``,
 ``{"fraction": f}``, ``{"ids": [...]}`` (column indices) or, for targets, ``"rest"`` (those not
-visible). Example (population k=16)::
+visible). A (time, unit) entry is never both visible and a target (see :func:`resolve`).
+
+Presets mirror the test protocol: stimulus(+behaviour) -> responses, behaviour from responses,
+population k (:func:`population_task`), forecasting and causal k with a gap, with or without
+stimulus and behaviour (:func:`causal_task`; context and gap in window fractions). Parametric
+random families and the per-sample sampler are in :mod:`neurofm.core.task_sampler`.
+Example (population k=16)::
 
     TaskSpec(name="population_16", rules={
         "@neural": StreamRule(visible=(0, 1), target=(0, 1),
@@ -16,7 +22,6 @@ visible). Example (population k=16)::
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,12 +34,15 @@ __all__ = [
     "PRESETS",
     "ResolvedMask",
     "StreamRule",
-    "TaskSampler",
     "TaskSpec",
     "UnitCount",
     "UnitFraction",
     "UnitIds",
+    "causal_task",
     "get_task",
+    "population_task",
+    "resolve",
+    "rule_for",
 ]
 
 
@@ -81,15 +89,23 @@ class TaskSpec(StrictModel):
 
 @dataclass(frozen=True)
 class ResolvedMask:
-    """The mask of one stream in one sample: boolean sample masks and unit index arrays."""
+    """The mask of one stream in one sample.
 
-    visible_time: np.ndarray  # [T] bool
-    target_time: np.ndarray  # [T] bool
-    visible_units: np.ndarray | None  # [K] int64 column indices (per-unit streams)
+    Shape: visible_time/target_time ``[T]`` bool; visible_units/target_units ``[K]`` int64 column
+    indices (per-unit streams, else None); target_excluded ``[target_time.sum(), K_target]`` bool
+    or None: entries of the target block (target times x target units) that are visible inputs and
+    so must not be scored (only when some target units are also visible at some target times).
+    """
+
+    visible_time: np.ndarray
+    target_time: np.ndarray
+    visible_units: np.ndarray | None
     target_units: np.ndarray | None
+    target_excluded: np.ndarray | None = None
 
 
-def _rule_for(task: TaskSpec, stream: str, role: str) -> StreamRule | None:
+def rule_for(task: TaskSpec, stream: str, role: str) -> StreamRule | None:
+    """The rule of ``task`` that addresses ``stream`` (name > role > ``*``), or None."""
     for key in (stream, f"@{role}", "*"):
         if key in task.rules:
             return task.rules[key]
@@ -106,7 +122,7 @@ def _select_units(
     if sel == "rest":
         return np.setdiff1d(np.arange(n), taken if taken is not None else np.arange(0))
     if isinstance(sel, UnitIds):
-        ids = np.asarray(sel.ids, dtype=np.int64)
+        ids = np.unique(np.asarray(sel.ids, dtype=np.int64))
         if ids.size and (ids.min() < 0 or ids.max() >= n):
             raise ValueError(f"unit ids {sel.ids} out of range for a stream of {n} units")
         return ids
@@ -125,11 +141,13 @@ def resolve(
 ) -> ResolvedMask | None:
     """Apply ``task`` to one stream of a sample (``times``: ``[T]`` seconds since window start).
 
-    Returns None when the stream takes no part. Targets never include an entry that is visible:
-    a time sample that is both in the visible and the target range is a target only for units that
-    are not visible.
+    Returns None when the stream takes no part. A target entry is never visible: for channel
+    streams visible times are removed from the target times; for per-unit streams an entry
+    (time, unit) that is both requested as target and visible is marked in ``target_excluded``
+    (target times/units that would be excluded entirely are dropped), so every requested target
+    entry that is not visible stays covered.
     """
-    rule = _rule_for(task, stream, role)
+    rule = rule_for(task, stream, role)
     if rule is None or (rule.visible is None and rule.target is None):
         return None
 
@@ -147,13 +165,70 @@ def resolve(
     tgt_units = (
         _select_units(rule.target_units, n_units, vis_units, rng) if rule.target else np.arange(0)
     )
-    if np.intersect1d(vis_units, tgt_units).size and (visible & target).any():
-        # overlapping units and times: those units are targets only outside the visible times
-        target = target & ~visible
-    return ResolvedMask(visible, target, vis_units, tgt_units)
+    shared = np.isin(tgt_units, vis_units)  # [K_target]
+    excluded = visible[target][:, None] & shared[None, :]  # [T_target, K_target]
+    if not excluded.any():
+        return ResolvedMask(visible, target, vis_units, tgt_units)
+    keep_time, keep_unit = ~excluded.all(1), ~excluded.all(0)
+    target = target.copy()
+    target[np.flatnonzero(target)[~keep_time]] = False
+    excluded = excluded[keep_time][:, keep_unit]
+    return ResolvedMask(
+        visible, target, vis_units, tgt_units[keep_unit], excluded if excluded.any() else None
+    )
 
 
 _ALL = (0.0, 1.0)
+
+
+def population_task(
+    k: int | None = None, *, fraction: float | None = None, name: str | None = None
+) -> TaskSpec:
+    """``k`` (or a ``fraction`` of the) neurons are visible and predict all the others, at the same
+    times; no stimulus or behaviour."""
+    if (k is None) == (fraction is None):
+        raise ValueError("population_task needs exactly one of k or fraction")
+    units = UnitCount(count=k) if k is not None else UnitFraction(fraction=fraction)
+    label = f"population_{k}" if k is not None else f"population_{fraction:g}"
+    return TaskSpec(
+        name=name or label,
+        rules={"@neural": StreamRule(visible=_ALL, target=_ALL, visible_units=units, target_units="rest")},
+    )  # fmt: skip
+
+
+def causal_task(
+    context: float = 0.5,
+    gap: float = 0.1,
+    *,
+    with_stimulus: bool = False,
+    with_behaviour: bool = False,
+    window_s: float | None = None,
+    name: str | None = None,
+) -> TaskSpec:
+    """Forecast neural activity after a context, skipping a gap.
+
+    ``context`` and ``gap`` are fractions of the window (so one task serves any window length and
+    any sampling rate: at 30 Hz in a 2 s window, ``context=0.5`` is a 30-sample context); with
+    ``window_s`` they are seconds and converted. Neural activity is visible in ``[0, context)``
+    and the target in ``[context + gap, 1)``. The stimulus (known ahead, the experimenter's) is
+    visible over the whole window; behaviour (an observation of the animal) only in the context.
+    """
+    if window_s is not None:
+        context, gap = context / window_s, gap / window_s
+    if not (context > 0 and gap >= 0 and context + gap < 1):
+        raise ValueError(
+            f"causal task needs 0 < context and context + gap < 1 (window fractions); "
+            f"found context {context:g}, gap {gap:g}"
+        )
+    rules = {"@neural": StreamRule(visible=(0.0, context), target=(context + gap, 1.0))}
+    if with_stimulus:
+        rules["@stimulus"] = StreamRule(visible=_ALL)
+    if with_behaviour:
+        rules["@behaviour"] = StreamRule(visible=(0.0, context))
+    suffix = "_stimulus" * with_stimulus + "_behaviour" * with_behaviour
+    return TaskSpec(name=name or f"causal_{round(context * 100)}{suffix}", rules=rules)
+
+
 PRESETS: dict[str, TaskSpec] = {
     t.name: t
     for t in [
@@ -173,6 +248,9 @@ PRESETS: dict[str, TaskSpec] = {
             name="behaviour_from_responses",
             rules={"@neural": StreamRule(visible=_ALL), "@behaviour": StreamRule(target=_ALL)},
         ),
+        population_task(8),
+        population_task(32),
+        population_task(fraction=0.5, name="population_half"),
         TaskSpec(
             name="forecast",
             rules={"@neural": StreamRule(visible=(0.0, 0.5), target=(0.5, 1.0))},
@@ -185,6 +263,9 @@ PRESETS: dict[str, TaskSpec] = {
                 "@behaviour": StreamRule(visible=_ALL),
             },
         ),
+        causal_task(0.5, 0.1),
+        causal_task(0.5, 0.1, with_stimulus=True),
+        causal_task(0.5, 0.1, with_stimulus=True, with_behaviour=True),
     ]
 }
 
@@ -199,30 +280,10 @@ def get_task(name: str | TaskSpec) -> TaskSpec:
         raise ValueError(f"no task preset {name!r}; known: {', '.join(PRESETS)}") from None
 
 
-class TaskSampler:
-    """Draws one task per sample (not per batch), with weights.
+def __getattr__(name: str) -> object:
+    # the sampler lives in its own module (it imports this one); re-exported here lazily
+    if name in ("TaskSampler", "ParametricTask", "PARAMETRIC"):
+        from neurofm.core import task_sampler
 
-    Args:
-        tasks: task specs or preset names.
-        weights: relative weights (default equal).
-    """
-
-    def __init__(
-        self, tasks: Sequence[str | TaskSpec], weights: Sequence[float] | None = None
-    ) -> None:
-        self.tasks = [get_task(t) for t in tasks]
-        if not self.tasks:
-            raise ValueError("TaskSampler needs at least one task")
-        w = np.ones(len(self.tasks)) if weights is None else np.asarray(weights, dtype=float)
-        if w.shape != (len(self.tasks),) or (w < 0).any() or w.sum() <= 0:
-            raise ValueError(
-                f"weights {list(w)} must be {len(self.tasks)} non-negative numbers, not all 0"
-            )
-        self.p = w / w.sum()
-
-    def sample(self, n: int, rng: np.random.Generator) -> list[TaskSpec]:
-        return [self.tasks[i] for i in rng.choice(len(self.tasks), size=n, p=self.p)]
-
-    @classmethod
-    def from_mapping(cls, weights: Mapping[str, float]) -> TaskSampler:
-        return cls(list(weights), list(weights.values()))
+        return getattr(task_sampler, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,12 +8,25 @@ from pathlib import Path
 from neurofm.errors import NeurofmError
 
 
-def evaluate_and_report(model, sessions, tasks, window_s, out: Path, extra: dict | None = None):
-    """Evaluate, write the report folder, print the table; returns the EvaluationResult."""
+def evaluate_and_report(
+    model,
+    sessions,
+    tasks,
+    window_s,
+    out: Path,
+    extra: dict | None = None,
+    *,
+    baselines: bool = True,
+    progress: bool = True,
+):
+    """Evaluate the model and its baselines, write the report folder, print the table; returns
+    the EvaluationResult."""
     from neurofm.core.evaluation.evaluate import evaluate
     from neurofm.core.evaluation.report import format_table, write_report
 
-    result = evaluate(model, sessions, tasks, window_s=window_s)
+    result = evaluate(
+        model, sessions, tasks, window_s=window_s, baselines=baselines, progress=progress
+    )
     write_report(result, out, extra=extra)
     print(format_table(result))
     print(f"report written to {out}")
@@ -37,8 +50,16 @@ def run(args: argparse.Namespace) -> int:
             f"sessions {unknown} are not in the checkpoint's vocabulary "
             f"({sorted(model.session_units)}); fine-tune the model to them first"
         )
-    tasks = args.tasks.split(",") if args.tasks else DEFAULT_TASKS
-    evaluate_and_report(model, sessions, tasks, window_s, Path(args.out))
+    from neurofm.core.tasks import PRESETS
+
+    tasks = [t.strip() for t in args.tasks.split(",")] if args.tasks else list(DEFAULT_TASKS)
+    unknown_tasks = [t for t in tasks if t not in PRESETS]
+    if unknown_tasks:
+        raise NeurofmError(f"unknown task presets {unknown_tasks}; known: {', '.join(PRESETS)}")
+    evaluate_and_report(
+        model, sessions, tasks, window_s, Path(args.out), baselines=not args.no_baselines,
+        progress=not args.quiet,
+    )  # fmt: skip
     return 0
 
 
@@ -46,7 +67,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="evaluate a checkpoint on the test tier of a dataset")
     p.add_argument("checkpoint")
     p.add_argument("--data", required=True, help="folder of sessions")
-    p.add_argument("--tasks", default=None, help="comma-separated task presets")
+    p.add_argument(
+        "--tasks", default=None, help="comma-separated task presets (default: every preset)"
+    )
+    p.add_argument("--no-baselines", action="store_true", help="skip LN/persistence/mean")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--window-s", type=float, default=None)
     p.add_argument("--out", default="neurofm-report")
     p.set_defaults(func=run)

@@ -1,8 +1,15 @@
-"""Evaluation protocol: run task presets over the test tier and accumulate metrics as it goes.
+"""Evaluation protocol: run task presets over the test tier, the model beside its baselines.
 
-Windows tile each test interval; predictions are stitched back into the interval's samples. An
-interval's arrays are released as soon as its metrics are accumulated (a stimulus's repeats are
-kept together until the last repeat is done), so memory does not grow with the test set.
+Windows tile each test interval; predictions are stitched back into the interval's samples and
+compared with the recordings. Windows are visited stimulus by stimulus (all repeats of one test
+stimulus, then the next), and an interval's arrays are released once its metrics are accumulated,
+so memory holds at most one stimulus's repeats whatever the length of the test set.
+
+Baselines, each scored with the same metrics on the same entries as the model:
+``ln`` (a linear-nonlinear model fit on the train tier of the same session, from the streams the
+task shows over the whole window, e.g. stimulus(+behaviour) -> responses or responses ->
+behaviour); ``persistence`` (last visible value carried forward) and ``mean`` (mean of the visible
+context) whenever targets follow a visible past of the same stream (forecasting).
 """
 
 from __future__ import annotations
@@ -15,71 +22,71 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from neurofm.core.baselines.ln import LinearNonlinear, fit_linear_nonlinear, normalise_stream
 from neurofm.core.data.manifest import Interval, Tier
 from neurofm.core.data.session import Session
 from neurofm.core.data.windows import load_window, tile_intervals
-from neurofm.core.evaluation.metrics import CorrelationAccumulator, RepeatAccumulator, summarize
+from neurofm.core.evaluation.accumulate import PredictorState, StreamMetrics, finish, pool
 from neurofm.core.model import NeuroFM
-from neurofm.core.tasks import TaskSpec, get_task
+from neurofm.core.tasks import PRESETS, TaskSpec, get_task, rule_for
 
-__all__ = ["DEFAULT_TASKS", "EvaluationResult", "evaluate"]
+__all__ = ["DEFAULT_TASKS", "EvaluationResult", "StreamMetrics", "evaluate", "stimulus_order"]
 
-DEFAULT_TASKS = ("responses_from_stimulus_behaviour", "behaviour_from_responses", "forecast")
-
-
-@dataclass
-class StreamMetrics:
-    """Metrics of one target stream under one task, pooled over sessions."""
-
-    summary: dict[str, float] = field(default_factory=dict)
-    per_unit: dict[str, list[float]] = field(default_factory=dict)
-    per_channel: dict[str, float] = field(default_factory=dict)
+DEFAULT_TASKS = tuple(PRESETS)
+_FULL = (0.0, 1.0)
 
 
 @dataclass
 class EvaluationResult:
-    """``tasks[task][stream]`` -> :class:`StreamMetrics`; ``examples`` holds a few traces to plot."""
+    """``tasks[task][stream]`` -> :class:`StreamMetrics`; ``examples`` holds a few traces to plot;
+    ``max_held_repeats``: the most interval arrays held at once by one predictor (memory check)."""
 
     tasks: dict[str, dict[str, StreamMetrics]] = field(default_factory=dict)
     examples: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    max_held_repeats: int = 0
 
     def to_json(self) -> dict:
         return {
             task: {
-                s: {"summary": m.summary, "per_channel": m.per_channel} for s, m in streams.items()
+                s: {
+                    "summary": m.summary,
+                    "per_channel": m.per_channel,
+                    "baselines": m.baselines,
+                    "baseline_per_channel": m.baseline_per_channel,
+                }
+                for s, m in streams.items()
             }
             for task, streams in self.tasks.items()
         }
 
 
-def _interval_slice(session: Session, stream: str, iv: Interval) -> slice:
-    ts = session.stream_timestamps(stream)
-    i0, i1 = np.searchsorted(ts, [iv.start, iv.end], side="left")
-    return slice(int(i0), int(i1))
+def stimulus_order(
+    windows: list[tuple[float, int]], intervals: Sequence[Interval]
+) -> list[tuple[float, int]]:
+    """``windows`` reordered so that all repeats of a stimulus are consecutive (first shown first)."""
+    first: dict[object, int] = {}
+    for k, iv in enumerate(intervals):
+        first.setdefault(iv.stimulus_id if iv.stimulus_id is not None else ("interval", k), k)
+
+    def key(window: tuple[float, int]) -> tuple[int, int, float]:
+        sid = intervals[window[1]].stimulus_id
+        return first[sid if sid is not None else ("interval", window[1])], window[1], window[0]
+
+    return sorted(windows, key=key)
 
 
-def _normalised(session: Session, stream: str, array: np.ndarray, mode: str) -> np.ndarray:
-    stats = session.stream_spec(stream).statistics
-    mean = np.asarray(stats.mean if stats else [0.0])
-    std = np.asarray(stats.std if stats else [1.0])
-    if mode == "zscore":
-        return (array - mean) / std
-    return array / std if mode == "scale" else array
-
-
-class _StreamState:
-    """Accumulators of one (task, session, stream)."""
-
-    def __init__(self, per_unit: bool) -> None:
-        self.per_unit = per_unit
-        self.corr = CorrelationAccumulator()
-        self.persistence = CorrelationAccumulator()
-        self.repeats = RepeatAccumulator()
-        self.pending: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]] = (
-            defaultdict(list)
-        )
-        self.repeat_ok = True
-        self.has_persistence = False
+def _ln_inputs(model: NeuroFM, task: TaskSpec, session: Session, target: str) -> tuple[str, ...]:
+    """Streams the task shows over the whole window, when it asks for the whole ``target``."""
+    rule = rule_for(task, target, model.encoder(target).role)
+    if rule is None or rule.target != _FULL or rule.target_units != "all":
+        return ()
+    inputs = []
+    for name in model.stream_names:
+        r = rule_for(task, name, model.encoder(name).role)
+        present = name in session.manifest.streams and name != target
+        if present and r is not None and r.visible == _FULL and r.visible_units == "all":
+            inputs.append(name)
+    return tuple(inputs)
 
 
 def evaluate(
@@ -91,171 +98,152 @@ def evaluate(
     tier: Tier = "test",
     batch_size: int = 16,
     progress: bool = True,
+    baselines: bool = True,
 ) -> EvaluationResult:
-    """Evaluate ``model`` on every task over the ``tier`` intervals of ``sessions``.
+    """Evaluate ``model`` (and, with ``baselines``, its references) on every task over the
+    ``tier`` intervals of ``sessions``.
 
-    Per-unit (neural) targets: per-neuron single-trial Pearson r; when the intervals repeat stimuli
-    and cover whole intervals, also correlation to the average, oracle r, FEV/FEVE and — for sessions
-    with ground truth ``expected_<stream>`` — the noise ceiling and the fraction of it reached.
-    Forecasting targets also get the persistence baseline (last visible value carried forward).
-    Channel (behaviour) targets: per-channel Pearson r.
+    Per-unit (neural) targets: per-neuron single-trial Pearson r; when every interval is predicted
+    in full and stimuli repeat, also correlation to the average, oracle r, FEV/FEVE and — for
+    sessions with ground truth ``expected_<stream>`` — the noise ceiling and the fraction of it
+    reached. Channel (behaviour) targets: per-channel Pearson r.
     """
     model.eval()
     norm = model.normalization()
     result = EvaluationResult()
+    ln_cache: dict[tuple[str, tuple[str, ...], str], LinearNonlinear] = {}
     for task in (get_task(t) for t in tasks):
-        pooled: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
-        channel_r: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        pooled: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+        channel_r: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
         for session in sessions:
-            states = _run_session(
-                model, session, task, norm, window_s, tier, batch_size, progress, result
-            )
-            for stream, st in states.items():
-                _pool(session, stream, st, pooled[stream], channel_r[stream])
-        result.tasks[task.name] = {
-            s: _finish(pooled.get(s, {}), channel_r.get(s, {}))
-            for s in set(pooled) | set(channel_r)
-        }
+            lns = {}
+            for name in model.query_names if baselines else ():
+                inputs = _ln_inputs(model, task, session, name)
+                if inputs and name in session.manifest.streams:
+                    key = (session.session_id, inputs, name)
+                    if key not in ln_cache:
+                        ln_cache[key] = fit_linear_nonlinear(session, inputs, name, norm)
+                    lns[name] = ln_cache[key]
+            run = _SessionRun(model, session, task, norm, lns, baselines, result)
+            states = run.run(window_s, tier, batch_size, progress)
+            for (stream, predictor), st in states.items():
+                names = session.stream_spec(stream).channel_names
+                pool(st, names, pooled[stream][predictor], channel_r[stream][predictor])
+        streams = {}
+        for stream in set(pooled) | set(channel_r):
+            metrics = StreamMetrics()
+            for predictor in set(pooled[stream]) | set(channel_r[stream]):
+                summary, per_unit, per_channel = finish(
+                    pooled[stream][predictor], channel_r[stream][predictor]
+                )
+                if predictor == "model":
+                    metrics.summary, metrics.per_unit = summary, per_unit
+                    metrics.per_channel = per_channel
+                else:
+                    metrics.baselines[predictor] = summary
+                    if per_channel:
+                        metrics.baseline_per_channel[predictor] = per_channel
+            streams[stream] = metrics
+        result.tasks[task.name] = streams
     return result
 
 
-@torch.no_grad()
-def _run_session(model, session, task, norm, window_s, tier, batch_size, progress, result):
-    intervals = session.intervals(tier)
-    windows = tile_intervals(session, tier, window_s)
-    last_window = {iv: k for k, (_, iv) in enumerate(windows)}
-    repeats_left = Counter(iv.stimulus_id for iv in intervals)
-    buffers: dict[int, dict[str, np.ndarray]] = {}
-    states: dict[str, _StreamState] = {}
-    truth_names = set(session.manifest.ground_truth)
-    rng = np.random.default_rng(0)
-    bar = tqdm(
-        total=len(windows),
-        desc=f"{task.name} {session.session_id}",
-        disable=not progress,
-        leave=False,
-    )
-    for start in range(0, len(windows), batch_size):
-        chunk = windows[start : start + batch_size]
-        batch = [load_window(session, t0, window_s, norm) for t0, _ in chunk]
-        out = model(batch, [task] * len(batch), rng)
-        for target in out.targets:
-            t0, iv_index = chunk[target.sample]
-            iv = intervals[iv_index]
-            name = target.stream
-            per_unit = target.units is not None
-            buf = buffers.setdefault(iv_index, {})
-            if name not in buf:
-                sl = _interval_slice(session, name, iv)
-                recorded = _normalised(
-                    session, name, np.asarray(session.stream_data(name)[sl], np.float64), norm[name]
-                )
-                buf[name] = np.full(recorded.shape, np.nan)
-                buf[f"{name}:recorded"] = recorded
-                buf[f"{name}:persistence"] = np.full(recorded.shape, np.nan)
-                if f"expected_{name}" in truth_names:
-                    exp = np.asarray(session.ground_truth(f"expected_{name}")[sl], np.float64)
-                    buf[f"{name}:expected"] = _normalised(session, name, exp, norm[name])
-            ts = session.stream_timestamps(name)[_interval_slice(session, name, iv)]
-            period = 1.0 / session.stream_spec(name).sampling_rate_hz
-            abs_t = t0 + target.times.cpu().numpy().astype(np.float64)
-            idx = np.clip(np.searchsorted(ts, abs_t - period / 2), 0, len(ts) - 1)
-            pred = model.head(name).predict(target.raw).cpu().numpy()
-            cols = target.units.cpu().numpy() if per_unit else slice(None)
-            buf[name][np.ix_(idx, np.arange(buf[name].shape[1])[cols])] = pred
-            first = int(idx.min())
-            if float(target.times.min()) > period / 2 and first > 0:
-                # targets start inside the window (forecasting): carry the last value forward
-                last = buf[f"{name}:recorded"][first - 1]
-                buf[f"{name}:persistence"][np.ix_(idx, np.arange(last.shape[0])[cols])] = last[cols]
-                states.setdefault(name, _StreamState(per_unit)).has_persistence = True
-            states.setdefault(name, _StreamState(per_unit))
-        for k in range(start, start + len(chunk)):
-            iv_index = windows[k][1]
-            if last_window[iv_index] == k and iv_index in buffers:
-                _flush(
-                    buffers.pop(iv_index),
-                    states,
-                    intervals[iv_index],
-                    repeats_left,
-                    result,
-                    session,
-                )
-        bar.update(len(chunk))
-    bar.close()
-    return states
+class _SessionRun:
+    """One task over one session's tier: batches of windows, stitching, flushing intervals."""
 
+    def __init__(self, model, session, task, norm, lns, baselines, result) -> None:
+        self.model, self.session, self.task, self.norm = model, session, task, norm
+        self.lns, self.baselines, self.result = lns, baselines, result
+        self.buffers: dict[int, dict[str, dict[str, np.ndarray]]] = {}
+        self.states: dict[tuple[str, str], PredictorState] = {}
 
-def _flush(buf, states, iv, repeats_left, result, session) -> None:
-    repeats_left[iv.stimulus_id] -= 1
-    for name, st in states.items():
+    @torch.no_grad()
+    def run(self, window_s: float, tier: Tier, batch_size: int, progress: bool) -> dict:
+        session = self.session
+        self.intervals = session.intervals(tier)
+        windows = stimulus_order(tile_intervals(session, tier, window_s), self.intervals)
+        last_window = {iv: k for k, (_, iv) in enumerate(windows)}
+        self.repeats_left = Counter(self.intervals[iv].stimulus_id for iv in last_window)
+        rng = np.random.default_rng(0)
+        desc = f"{self.task.name} {session.session_id}"
+        bar = tqdm(total=len(windows), desc=desc, disable=not progress, leave=False)
+        for start in range(0, len(windows), batch_size):
+            chunk = windows[start : start + batch_size]
+            batch = [load_window(session, t0, window_s, self.norm) for t0, _ in chunk]
+            out = self.model(batch, [self.task] * len(batch), rng)
+            for target in out.targets:
+                self._stitch(target, *chunk[target.sample], window_s)
+            for k in range(start, start + len(chunk)):
+                if last_window[windows[k][1]] == k and windows[k][1] in self.buffers:
+                    self._flush(windows[k][1])
+            bar.update(len(chunk))
+        bar.close()
+        return self.states
+
+    def _buffer(self, iv_index: int, name: str) -> dict[str, np.ndarray]:
+        buf = self.buffers.setdefault(iv_index, {})
         if name not in buf:
-            continue
-        pred, rec = buf[name], buf[f"{name}:recorded"]
-        ok = np.isfinite(pred) & np.isfinite(rec)
-        st.corr.update(np.nan_to_num(pred), np.nan_to_num(rec), ok)
-        pers = buf[f"{name}:persistence"]
-        if st.has_persistence:
-            okp = np.isfinite(pers) & np.isfinite(rec)
-            st.persistence.update(np.nan_to_num(pers), np.nan_to_num(rec), okp)
-        if st.per_unit:
-            ex = result.examples.setdefault(f"{session.session_id}:{name}", {})
-            ex.setdefault("predicted", pred[:, :8].copy())
-            ex.setdefault("recorded", rec[:, :8].copy())
-            if iv.stimulus_id is None or not ok.all():
-                st.repeat_ok = False
-                continue
-            st.pending[iv.stimulus_id].append((pred, rec, buf.get(f"{name}:expected")))
-            if repeats_left[iv.stimulus_id] == 0:
-                reps = st.pending.pop(iv.stimulus_id)
-                if len(reps) >= 2:
-                    n = min(r[1].shape[0] for r in reps)
-                    stacked = [
-                        np.stack([r[k][:n] for r in reps])
-                        if k < 2 or all(r[2] is not None for r in reps)
-                        else None
-                        for k in range(3)
-                    ]
-                    st.repeats.update(stacked[1], stacked[0], stacked[2])
+            session, iv = self.session, self.intervals[iv_index]
+            ts = session.stream_timestamps(name)
+            sl = slice(*map(int, np.searchsorted(ts, [iv.start, iv.end], side="left")))
+            raw = np.asarray(session.stream_data(name)[sl], np.float64)
+            rec = normalise_stream(session, name, raw.reshape(raw.shape[0], -1), self.norm[name])
+            buf[name] = {"times": ts[sl], "recorded": rec, "model": np.full(rec.shape, np.nan)}
+            if f"expected_{name}" in session.manifest.ground_truth:
+                exp = np.asarray(session.ground_truth(f"expected_{name}")[sl], np.float64)
+                buf[name]["expected"] = normalise_stream(session, name, exp, self.norm[name])
+        return buf[name]
 
+    def _stitch(self, target, t0: float, iv_index: int, duration: float) -> None:
+        name = target.stream
+        buf = self._buffer(iv_index, name)
+        ts, rec = buf["times"], buf["recorded"]
+        period = 1.0 / self.session.stream_spec(name).sampling_rate_hz
+        idx = np.clip(
+            np.searchsorted(ts, t0 + target.times.cpu().numpy() - period / 2), 0, len(ts) - 1
+        )
+        pred = self.model.head(name).predict(target.raw).cpu().numpy().astype(np.float64)
+        pred[~target.valid.cpu().numpy()] = np.nan
+        cols = np.arange(rec.shape[1]) if target.units is None else target.units.cpu().numpy()
+        buf["model"][np.ix_(idx, cols)] = pred
+        if not self.baselines:
+            return
+        rule = rule_for(self.task, name, self.model.encoder(name).role)
+        if rule is None or rule.visible is None or rule.visible_units != "all":
+            return
+        rel = ts - t0
+        vis = np.flatnonzero(
+            (rel >= rule.visible[0] * duration) & (rel < rule.visible[1] * duration)
+        )
+        if vis.size == 0 or vis.max() >= idx.min():
+            return  # no visible past before the targets: not a forecast
+        for key, value in (("persistence", rec[vis.max()]), ("mean", rec[vis].mean(0))):
+            arr = buf.setdefault(key, np.full(rec.shape, np.nan))
+            arr[np.ix_(idx, cols)] = value[cols]
 
-def _pool(session, stream, st: _StreamState, pooled, channel_r) -> None:
-    r = st.corr.compute()
-    if st.per_unit:
-        pooled["single_trial_r"].append(r)
-        if st.has_persistence:
-            pooled["persistence_r"].append(st.persistence.compute())
-        if st.repeat_ok:
-            try:
-                metrics = st.repeats.compute()
-            except ValueError:
-                return
-            for key, values in metrics.items():
-                if key != "single_trial_r":
-                    pooled[key].append(values)
-    else:
-        names = session.stream_spec(stream).channel_names or [str(i) for i in range(r.shape[0])]
-        for name, value in zip(names, r, strict=True):
-            channel_r[name].append(float(value))
-        if st.has_persistence:
-            for name, value in zip(names, st.persistence.compute(), strict=True):
-                channel_r[f"{name}:persistence"].append(float(value))
-
-
-def _finish(pooled, channel_r) -> StreamMetrics:
-    metrics = StreamMetrics()
-    if pooled:
-        per_unit = {k: np.concatenate(v) for k, v in pooled.items()}
-        metrics.per_unit = {k: v.tolist() for k, v in per_unit.items()}
-        metrics.summary = summarize(per_unit)
-        if "ceiling_r" in per_unit:
-            ceiling = np.nanmean(per_unit["ceiling_r"])
-            metrics.summary["fraction_of_mean_ceiling"] = float(
-                np.nanmean(per_unit["single_trial_r"]) / ceiling
-            )
-    for name, values in channel_r.items():
-        metrics.per_channel[name] = float(np.nanmean(values))
-    if metrics.per_channel and not metrics.summary:
-        main = [v for k, v in metrics.per_channel.items() if ":" not in k]
-        metrics.summary = {"r": float(np.nanmean(main))}
-    return metrics
+    def _flush(self, iv_index: int) -> None:
+        iv = self.intervals[iv_index]
+        self.repeats_left[iv.stimulus_id] -= 1
+        last = self.repeats_left[iv.stimulus_id] == 0
+        for name, buf in self.buffers.pop(iv_index).items():
+            per_unit = self.model.encoder(name).per_unit
+            if name in self.lns:
+                ln = self.lns[name].predict(buf["times"])
+                buf["ln"] = np.where(np.isfinite(buf["model"]), ln, np.nan)
+            for predictor in ("model", "ln", "persistence", "mean"):
+                if predictor not in buf:
+                    continue
+                if predictor in ("persistence", "mean"):
+                    buf[predictor][np.isnan(buf["model"])] = np.nan
+                state = self.states.setdefault((name, predictor), PredictorState(per_unit))
+                state.add_interval(
+                    buf[predictor], buf["recorded"], buf.get("expected"), iv.stimulus_id, last
+                )
+                held = state.held_repeats()
+                self.result.max_held_repeats = max(self.result.max_held_repeats, held)
+            if per_unit:
+                key = f"{self.task.name}:{self.session.session_id}:{name}"
+                example = self.result.examples.setdefault(key, {})
+                for predictor in ("model", "ln", "recorded"):
+                    if predictor in buf:
+                        example.setdefault(predictor, buf[predictor][:, :8].copy())

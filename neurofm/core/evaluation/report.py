@@ -1,4 +1,4 @@
-"""Evaluation report: metrics JSON, PNG figures and a printed table."""
+"""Evaluation report: metrics JSON, PNG figures and a printed table (model beside its baselines)."""
 
 from __future__ import annotations
 
@@ -10,42 +10,56 @@ import numpy as np
 from neurofm.core.evaluation.evaluate import EvaluationResult
 from neurofm.core.io import atomic_write_text
 
-__all__ = ["format_table", "write_report"]
+__all__ = ["BASELINES", "format_table", "write_report"]
 
-_COLUMNS = [
+BASELINES = ("ln", "persistence", "mean")
+_METRICS = [
     ("single_trial_r", "r"),
-    ("ceiling_r", "ceiling r"),
+    ("r_to_average", "r to average"),
+    ("feve", "FEVE (FEV>=0.15)"),
     ("fraction_of_mean_ceiling", "r / ceiling"),
+    ("ceiling_r", "ceiling r"),
     ("oracle_r", "oracle r"),
-    ("feve", "FEVE"),
-    ("persistence_r", "persistence r"),
     ("r", "r"),
 ]
 
 
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.3f}"
+
+
 def format_table(result: EvaluationResult) -> str:
-    """A plain-text table: one row per (task, target stream), the headline metrics as columns."""
-    rows = [("task", "target", "metric", "value")]
+    """A plain-text table: one row per (task, target, metric); the model's value, then each
+    baseline's value for the same metric (blank where a baseline does not apply)."""
+    header = ("task", "target", "metric", "model", *BASELINES)
+    rows = [header]
     for task, streams in result.tasks.items():
-        for stream, metrics in sorted(streams.items()):
+        for stream, m in sorted(streams.items()):
             shown = False
-            for key, label in _COLUMNS:
-                if key in metrics.summary:
-                    rows.append((task, stream, label, f"{metrics.summary[key]:.3f}"))
+            for key, label in _METRICS:
+                if key in m.summary:
+                    # ceiling and oracle describe the data, not a predictor: model column only
+                    own = key not in ("ceiling_r", "oracle_r")
+                    refs = [
+                        _fmt(m.baselines.get(b, {}).get(key) if own else None) for b in BASELINES
+                    ]
+                    rows.append((task, stream, label, _fmt(m.summary[key]), *refs))
                     shown = True
-            for channel, value in metrics.per_channel.items():
-                rows.append((task, stream, f"r[{channel}]", f"{value:.3f}"))
+            for channel, value in m.per_channel.items():
+                refs = [_fmt(m.baseline_per_channel.get(b, {}).get(channel)) for b in BASELINES]
+                rows.append((task, stream, f"r[{channel}]", _fmt(value), *refs))
                 shown = True
             if not shown:
-                rows.append((task, stream, "-", "n/a"))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+                rows.append((task, stream, "-", "n/a", *[""] * len(BASELINES)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
 def write_report(result: EvaluationResult, out: str | Path, *, extra: dict | None = None) -> Path:
-    """Write ``metrics.json``, ``per_neuron.json``, ``traces.png`` and ``r_histogram.png`` into ``out``."""
+    """Write ``metrics.json``, ``per_neuron.json``, ``table.txt``, ``traces.png``,
+    ``r_histogram.png`` and ``model_vs_baselines.png`` into ``out``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -60,16 +74,19 @@ def write_report(result: EvaluationResult, out: str | Path, *, extra: dict | Non
         for task, streams in result.tasks.items()
     }
     atomic_write_text(out / "per_neuron.json", json.dumps(per_neuron) + "\n")
+    atomic_write_text(out / "table.txt", format_table(result) + "\n")
 
     if result.examples:
         key, example = next(iter(result.examples.items()))
-        pred, rec = example["predicted"], example["recorded"]
-        n = min(4, pred.shape[1])
+        rec = example["recorded"]
+        n = min(4, rec.shape[1])
         fig, axes = plt.subplots(n, 1, figsize=(9, 1.8 * n), sharex=True, squeeze=False)
         for i in range(n):
             ax = axes[i, 0]
             ax.plot(rec[:, i], color="0.5", lw=1, label="recorded")
-            ax.plot(pred[:, i], color="C3", lw=1.2, label="predicted")
+            ax.plot(example["model"][:, i], color="C3", lw=1.2, label="model")
+            if "ln" in example:
+                ax.plot(example["ln"][:, i], color="C0", lw=1, ls="--", label="LN baseline")
             ax.set_ylabel(f"neuron {i}")
         axes[0, 0].legend(loc="upper right", fontsize=8)
         axes[0, 0].set_title(f"first test trial, {key} (normalised units)")
@@ -87,8 +104,35 @@ def write_report(result: EvaluationResult, out: str | Path, *, extra: dict | Non
                 ax.hist(r, bins=30, alpha=0.5, label=f"{task} / {stream}")
     ax.set_xlabel("per-neuron single-trial r (test tier)")
     ax.set_ylabel("neurons")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(out / "r_histogram.png", dpi=110)
     plt.close(fig)
+    _comparison_figure(result, out / "model_vs_baselines.png", plt)
     return out
+
+
+def _comparison_figure(result: EvaluationResult, path: Path, plt) -> None:
+    """Grouped bars: headline r (mean over neurons / channels) of model and baselines per task."""
+    labels, values = [], []
+    for task, streams in result.tasks.items():
+        for stream, m in sorted(streams.items()):
+            key = "single_trial_r" if "single_trial_r" in m.summary else "r"
+            if key not in m.summary:
+                continue
+            labels.append(f"{task}\n{stream}")
+            values.append([m.summary[key]] + [m.baselines.get(b, {}).get(key) for b in BASELINES])
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(labels)), 4))
+    width = 0.2
+    for j, name in enumerate(("model", *BASELINES)):
+        xs = [i + (j - 1.5) * width for i, v in enumerate(values) if v[j] is not None]
+        ys = [v[j] for v in values if v[j] is not None]
+        if ys:
+            ax.bar(xs, ys, width, label=name)
+    ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=6)
+    ax.set_ylabel("mean r (test tier)")
+    ax.axhline(0, color="0.3", lw=0.8)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -24,6 +24,9 @@ class PoissonHead(Head):
     """Rate = softplus(raw) + eps; loss = rate - y log(rate) (Poisson negative log-likelihood
     without the constant log y! term), averaged over valid entries. Targets must be >= 0.
 
+    Forecasting has no head of its own: a forecast is a prediction of the same stream at future
+    times, so it has the same likelihood; the task (which times are targets) makes it a forecast.
+
     Shape: raw ``[Q, C, 1]``, target/valid ``[Q, C]``.
     """
 
@@ -37,3 +40,10 @@ class PoissonHead(Head):
         rate = self.predict(raw)
         nll = rate - target * rate.log()
         return (nll * valid).sum(), valid.sum()
+
+    def metric_names(self) -> tuple[str, ...]:
+        """Per-neuron metrics the evaluation reports for its stream (see docs/metrics.md)."""
+        return (
+            "single_trial_r", "r_to_average", "oracle_r", "fev", "feve", "ceiling_r",
+            "fraction_of_ceiling",
+        )  # fmt: skip

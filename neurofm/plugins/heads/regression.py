@@ -41,3 +41,13 @@ class RegressionHead(Head):
             log_var = raw[..., 1].clamp(-10.0, 10.0)
             error = 0.5 * (error * (-log_var).exp() + log_var + math.log(2 * math.pi))
         return (error * valid).sum(), valid.sum()
+
+    def predict_variance(self, raw: Tensor) -> Tensor:
+        """Predicted variance ``[Q, C]`` (gaussian likelihood; 1 for mse)."""
+        if self.params_per_channel == 2:
+            return raw[..., 1].clamp(-10.0, 10.0).exp()
+        return raw[..., 0].new_ones(raw.shape[:-1])
+
+    def metric_names(self) -> tuple[str, ...]:
+        """Per-channel Pearson r over the test tier."""
+        return ("r",)
