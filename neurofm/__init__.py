@@ -6,6 +6,27 @@ Modality encoders, neuron readouts and task heads are plugins found through entr
 
 Importing ``neurofm`` is light: nothing heavy (torch, plugins) is imported until a name that needs
 it is used, and plugin discovery waits until a registry is first queried.
+
+The public surface (``__all__``), by what it is for:
+
+- assemble a model from parts: :class:`NeuroFM`, :class:`PerceiverIO`, :class:`BackboneConfig`,
+  the plugin interfaces :class:`ModalityEncoder`, :class:`Readout`, :class:`Head` and their data
+  types :class:`StreamTensor`, :class:`Tokens`, :class:`SessionUnits`;
+- build one from a config or preset: :func:`build_model`, :func:`default_model_config`,
+  :func:`get_preset`, :class:`ModelConfig`, :class:`ExperimentConfig`, :func:`load_config_file`,
+  :func:`dump_config`;
+- data: :class:`Session`, :func:`open_dataset`, :func:`write_session`, :class:`StreamInput`,
+  :class:`UnitTable`, :func:`load_window`, :class:`SimulationConfig`, :func:`simulate_to_disk`;
+- tasks, training, evaluation, checkpoints: :class:`TaskSpec`, :class:`StreamRule`,
+  :func:`get_task`, :class:`Trainer`, :class:`TrainingConfig`, :func:`finetune`, :func:`evaluate`,
+  :func:`save_pretrained`, :func:`load_pretrained`;
+- plugins: :mod:`registry` (one registry per kind), :func:`get_registry`, :class:`PluginConfig`;
+  the conformance kit is :mod:`neurofm.testing`.
+
+Example:
+    >>> import neurofm
+    >>> neurofm.get_preset("tiny").d_model
+    32
 """
 
 from __future__ import annotations
@@ -18,6 +39,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     # configs and plugin base classes
     "PluginConfig": "neurofm.core.config",
+    "load_config_file": "neurofm.core.config",
+    "dump_config": "neurofm.core.config",
     "ModelConfig": "neurofm.core.builder",
     "ExperimentConfig": "neurofm.core.builder",
     "TrainingConfig": "neurofm.core.builder",
@@ -29,18 +52,23 @@ _EXPORTS = {
     "StreamTensor": "neurofm.core.interfaces",
     "Tokens": "neurofm.core.interfaces",
     "SessionUnits": "neurofm.core.interfaces",
+    "get_registry": "neurofm.registry",
+    "NeurofmError": "neurofm.errors",
     # model
     "NeuroFM": "neurofm.core.model",
     "PerceiverIO": "neurofm.core.backbone",
     "build_model": "neurofm.core.builder",
     "default_model_config": "neurofm.core.builder",
     "get_preset": "neurofm.core.backbone",
+    "save_pretrained": "neurofm.core.checkpoint",
+    "load_pretrained": "neurofm.core.checkpoint",
     # data
     "Session": "neurofm.core.data",
     "open_dataset": "neurofm.core.data",
     "write_session": "neurofm.core.data",
     "StreamInput": "neurofm.core.data",
     "UnitTable": "neurofm.core.data",
+    "WindowSample": "neurofm.core.data.windows",
     "load_window": "neurofm.core.data.windows",
     "SimulationConfig": "neurofm.core.data.simulation",
     "simulate_to_disk": "neurofm.core.data.simulate_to_disk",
@@ -48,8 +76,12 @@ _EXPORTS = {
     "TaskSpec": "neurofm.core.tasks",
     "StreamRule": "neurofm.core.tasks",
     "TaskSampler": "neurofm.core.tasks",
+    "get_task": "neurofm.core.tasks",
     "Trainer": "neurofm.core.training",
+    "TrainResult": "neurofm.core.training",
+    "finetune": "neurofm.core.training",
     "evaluate": "neurofm.core.evaluation.evaluate",
+    "EvaluationResult": "neurofm.core.evaluation.evaluate",
 }
 
 __all__ = ["__version__", "registry", *sorted(_EXPORTS)]
