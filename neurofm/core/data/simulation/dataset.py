@@ -1,18 +1,21 @@
 """Configuration and assembly of simulated sessions (see docs/simulator.md).
 
-A session is one continuous recording: a gray lead-in, then trials in shuffled order, each a movie
-clip followed by a gray gap. Train and validation clips are unique to the session; test clips are
-shared by every session of the dataset and shown ``test_repeats`` times each.
+A session is one continuous recording: a gray lead-in, then trials in shuffled order, each a
+stimulus (movie clip, flashed images or drifting gratings; ``stimulus``) followed by a gray gap.
+Train and validation trials are unique to the session; test trials are shared by every session of
+the dataset and shown ``test_repeats`` times each.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from neurofm.core.data.simulation.behaviour import BehaviourStyle, simulate_behaviour
+from neurofm.core.data.simulation.gratings import direction_gain, sample_direction_tuning
 from neurofm.core.data.simulation.neurons import (
     behavioural_gain,
     expected_calcium,
@@ -25,12 +28,16 @@ from neurofm.core.data.simulation.neurons import (
     temporal_filter,
     temporal_kernels,
 )
-from neurofm.core.data.simulation.stimulus import (
-    MEAN_LUMINANCE,
-    MovieStyle,
-    ScreenGeometry,
-    natural_movie_clip,
+from neurofm.core.data.simulation.stimulus_streams import stimulus_streams
+from neurofm.core.data.simulation.trials import (
+    SimulatedStream,
+    TrialContent,
+    render_schedule,
+    screen_of,
+    shared_test_clips,
+    shared_test_trials,
 )
+from neurofm.core.data.simulation.trials import rng_for as _rng
 
 __all__ = [
     "SimulatedSession",
@@ -42,7 +49,8 @@ __all__ = [
 ]
 
 # first entries of the seed sequences, one per random stream, so streams never share draws
-_ANIMAL, _NEURONS, _BEHAVIOUR, _NOISE, _SCHEDULE, _SESSION_CLIP, _TEST_CLIP = range(7)
+_ANIMAL, _NEURONS, _BEHAVIOUR, _NOISE = range(4)  # 4-6: trial content (trials.py)
+_TUNING = 7
 # config fields passed to ``sample_population`` under the same name
 _POPULATION_KNOBS = {"fov_size_um", "rf_scatter_deg", "fraction_complex", "rate_gain_hz",
                      "running_gain", "pupil_gain", "calcium_tau_s", "noise_shape"}  # fmt: skip
@@ -95,6 +103,16 @@ class SimulationConfig(BaseModel, extra="forbid", frozen=True):
     pupil_gain: float = Field(0.1, description="mean log-gain per 0.3 mm of pupil dilation")
     calcium_tau_s: tuple[float, float] = (0.5, 1.0)
     noise_shape: tuple[float, float] = Field((15.0, 50.0), description="Gamma shape k range")
+    # stimulus kinds (movie only by default) and extra streams
+    stimulus: Literal["movie", "image", "grating", "mixed"] = "movie"
+    include_spikes: bool = Field(False, description="also write spike counts per neural frame")
+    image_duration_s: float = Field(0.5, gt=0, description="each flashed image, then gray")
+    image_gray_s: float = Field(0.5, gt=0)
+    grating_duration_s: float = Field(1.0, gt=0, description="per grating within a trial")
+    grating_spatial_frequency_cpd: tuple[float, float] = (0.03, 0.06)
+    grating_temporal_frequency_hz: tuple[float, float] = (1.0, 3.0)
+    grating_contrast: tuple[float, float] = (0.5, 1.0)
+    direction_selectivity: tuple[float, float] = (0.0, 0.6)
 
     @classmethod
     def tiny(cls) -> SimulationConfig:
@@ -103,16 +121,6 @@ class SimulationConfig(BaseModel, extra="forbid", frozen=True):
             n_animals=1, neurons_per_session=16, n_train_trials=4, n_validation_trials=2,
             n_test_clips=2, test_repeats=5, trial_duration_s=2.0, height=18, width=32,
         )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class SimulatedStream:
-    """One time series. Shapes: data ``[T, ...]`` float32; timestamps ``[T]`` float64 seconds."""
-
-    modality: str
-    data: np.ndarray
-    timestamps: np.ndarray
-    channel_names: tuple[str, ...] | None
 
 
 @dataclass(frozen=True)
@@ -130,82 +138,17 @@ class SimulatedSession:
     ground_truth: dict[str, np.ndarray]
 
 
-def _rng(config: SimulationConfig, *key: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([config.seed, *key]))
-
-
 def _single(values: np.ndarray) -> np.ndarray:
     """Float arrays as float32 (the stored precision); others copied unchanged."""
     return values.astype(np.float32) if values.dtype.kind == "f" else values.copy()
 
 
-def _screen(config: SimulationConfig) -> ScreenGeometry:
-    return ScreenGeometry(config.height, config.width, config.screen_width_deg)
-
-
-def _clip(config: SimulationConfig, rng: np.random.Generator) -> np.ndarray:
-    style = MovieStyle(
-        spectral_exponent=config.spectral_exponent,
-        scene_duration_s=config.scene_duration_s,
-        max_speed_deg_s=config.max_scene_speed_deg_s,
-        rms_contrast=config.rms_contrast,
-    )
-    n_frames = round(config.trial_duration_s * config.movie_rate_hz)
-    return natural_movie_clip(rng, n_frames, _screen(config), config.movie_rate_hz, style)
-
-
-def shared_test_clips(config: SimulationConfig) -> list[np.ndarray]:
-    """The shared test clips of the dataset, each ``[T_trial, H, W]`` float32."""
-    return [_clip(config, _rng(config, _TEST_CLIP, i)) for i in range(config.n_test_clips)]
-
-
-def _schedule(config: SimulationConfig, animal: int, session: int) -> list[tuple[str, str, int]]:
-    """Presentation order: (tier, stimulus_id, clip index within its tier), shuffled."""
-    tag = f"a{animal}-s{session}"
-    trials = [("train", f"train-{tag}-{i:03d}", i) for i in range(config.n_train_trials)]
-    trials += [
-        ("validation", f"validation-{tag}-{i:03d}", i) for i in range(config.n_validation_trials)
-    ]
-    trials += [
-        ("test", f"test-{i:03d}", i)
-        for i in range(config.n_test_clips)
-        for _ in range(config.test_repeats)
-    ]
-    order = _rng(config, _SCHEDULE, animal, session).permutation(len(trials))
-    return [trials[k] for k in order]
-
-
-def _movie(
-    config: SimulationConfig, animal: int, session: int, shared: list[np.ndarray], t0: float
-) -> tuple[np.ndarray, np.ndarray, list[dict]]:
-    """Movie ``[T, H, W]``, its timestamps ``[T]`` and the trial intervals of one session."""
-    n_gap = round(config.gap_duration_s * config.movie_rate_hz)
-    n_trial = round(config.trial_duration_s * config.movie_rate_hz)
-    schedule = _schedule(config, animal, session)
-    n_movie = n_gap + len(schedule) * (n_trial + n_gap)
-    movie = np.empty((n_movie, config.height, config.width), dtype=np.float32)
-    movie[:n_gap] = MEAN_LUMINANCE  # gray lead-in; each trial's gap is filled below
-    movie_t = t0 + np.arange(n_movie) / config.movie_rate_hz
-    intervals = []
-    for k, (tier, stimulus_id, index) in enumerate(schedule):
-        first = n_gap + k * (n_trial + n_gap)
-        if tier == "test":
-            movie[first : first + n_trial] = shared[index]
-        else:
-            key = (_SESSION_CLIP, animal, session, int(tier == "validation"), index)
-            movie[first : first + n_trial] = _clip(config, _rng(config, *key))
-        movie[first + n_trial : first + n_trial + n_gap] = MEAN_LUMINANCE
-        start = float(movie_t[first])
-        end = start + n_trial / config.movie_rate_hz
-        intervals.append(dict(start=start, end=end, tier=tier, stimulus_id=stimulus_id, trial=k))
-    return movie, movie_t, intervals
-
-
 def _simulate_session(
-    config: SimulationConfig, animal: int, session: int, shared: list[np.ndarray]
+    config: SimulationConfig, animal: int, session: int, shared: list[TrialContent]
 ) -> SimulatedSession:
     t0 = 1000.0 + 250.0 * animal + 50.0 * session
-    movie, movie_t, intervals = _movie(config, animal, session, shared, t0)
+    screen = render_schedule(config, animal, session, shared, t0)
+    movie, movie_t, intervals = screen.frames, screen.timestamps, screen.intervals
     duration = movie.shape[0] / config.movie_rate_hz
 
     def clock(rate: float, offset: float) -> np.ndarray:
@@ -228,7 +171,7 @@ def _simulate_session(
     gaze_at_frames = np.stack([np.interp(movie_t, behaviour_t, g) for g in beh.gaze.T], axis=1)
     kernels = temporal_kernels(pop, config.movie_rate_hz)
     filtered = temporal_filter(
-        spatial_responses(movie, gaze_at_frames, pop, _screen(config)), kernels
+        spatial_responses(movie, gaze_at_frames, pop, screen_of(config)), kernels
     )
     position = (calcium_t - t0) * config.movie_rate_hz  # fractional movie frame index
     lo = np.clip(np.floor(position).astype(np.int64), 0, movie.shape[0] - 1)
@@ -240,19 +183,33 @@ def _simulate_session(
     drive = stimulus_drive((1 - frac) * filtered[lo] + frac * filtered[hi], pop, on)
     speed, pupil = (np.interp(calcium_t, behaviour_t, x) for x in (beh.speed, beh.pupil))
     gain = behavioural_gain(speed, pupil, pop)
+    tuning_truth = {}
+    if config.stimulus in ("grating", "mixed"):
+        tuning = sample_direction_tuning(
+            _rng(config, _TUNING, animal, session), pop.orientation, config.direction_selectivity
+        )
+        gain = gain * direction_gain(screen.parameters[lo, 1].astype(np.float64), tuning)
+        tuning_truth = {
+            "preferred_orientation_deg": np.rad2deg(pop.orientation),
+            "preferred_direction_deg": tuning.preferred_direction_deg,
+            "direction_selectivity": tuning.selectivity,
+        }
     rate = firing_rate(drive, gain, pop)
     dt = 1.0 / config.neural_rate_hz
     calcium, spikes = sample_calcium(rate, dt, pop, _rng(config, _NOISE, animal, session))
 
     f32 = np.float32
     pupil_data = np.stack([beh.pupil, beh.pupil_derivative], axis=1).astype(f32)
+    stimulus, stimulus_truth = stimulus_streams(config, screen)
     streams = {
-        "movie": SimulatedStream("movie", movie, movie_t, None),
+        **stimulus,
         "calcium": SimulatedStream("calcium", calcium.astype(f32), calcium_t, None),
         "running": SimulatedStream("running", _single(beh.speed[:, None]), behaviour_t, ("speed",)),
         "pupil": SimulatedStream("pupil", pupil_data, behaviour_t, ("size", "size_derivative")),
         "gaze": SimulatedStream("gaze", beh.gaze.astype(f32), behaviour_t, ("x", "y")),
     }
+    if config.include_spikes:
+        streams["spikes"] = SimulatedStream("spikes", spikes.astype(f32), calcium_t, None)
     ground_truth = {
         "expected_calcium": expected_calcium(rate, dt, pop).astype(f32),
         "rate": rate.astype(f32),
@@ -264,6 +221,7 @@ def _simulate_session(
         "running_state": beh.running.copy(),
         "retinotopy_matrix": retinotopy.matrix.astype(f32),
         "retinotopy_offset_deg": retinotopy.offset_deg.astype(f32),
+        **{k: _single(v) for k, v in {**tuning_truth, **stimulus_truth}.items()},
     }
     n = config.neurons_per_session
     return SimulatedSession(
@@ -286,12 +244,12 @@ def simulate_session(config: SimulationConfig, animal: int, session: int) -> Sim
             f"animal {animal} / session {session} out of range: the config has "
             f"{config.n_animals} animals x {config.sessions_per_animal} sessions (0-based)"
         )
-    return _simulate_session(config, animal, session, shared_test_clips(config))
+    return _simulate_session(config, animal, session, shared_test_trials(config))
 
 
 def simulate_dataset(config: SimulationConfig) -> list[SimulatedSession]:
     """All sessions, animal-major; test clips are generated once and shared."""
-    shared = shared_test_clips(config)
+    shared = shared_test_trials(config)
     return [
         _simulate_session(config, a, s, shared)
         for a in range(config.n_animals)
