@@ -41,6 +41,7 @@ __all__ = [
     "heads",
     "modalities",
     "readouts",
+    "sources",
 ]
 
 AUTOLOAD_ENV = "NEUROFM_DISABLE_PLUGIN_AUTOLOAD"
@@ -299,12 +300,18 @@ def _path_of(obj: Any) -> str:
 modalities = Registry("modality", "neurofm.modalities", "neurofm.core.interfaces:ModalityEncoder")
 readouts = Registry("readout", "neurofm.readouts", "neurofm.core.interfaces:Readout")
 heads = Registry("head", "neurofm.heads", "neurofm.core.interfaces:Head")
+sources = Registry("source", "neurofm.sources", "neurofm.core.sources:Source")
 
-REGISTRIES: dict[str, Registry] = {"modalities": modalities, "readouts": readouts, "heads": heads}
+REGISTRIES: dict[str, Registry] = {
+    "modalities": modalities,
+    "readouts": readouts,
+    "heads": heads,
+    "sources": sources,
+}
 
 
 def get_registry(kind: str) -> Registry:
-    """The registry of a plugin kind: ``"modalities"``, ``"readouts"`` or ``"heads"``."""
+    """The registry of a plugin kind: ``"modalities"``, ``"readouts"``, ``"heads"`` or ``"sources"``."""
     try:
         return REGISTRIES[kind]
     except KeyError:

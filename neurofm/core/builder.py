@@ -23,6 +23,7 @@ __all__ = [
     "build_model_from_units",
     "default_model_config",
     "session_units",
+    "stream_statistics",
     "target_channels",
 ]
 
@@ -55,15 +56,23 @@ class ModelConfig(StrictModel):
 
 
 class DataConfig(StrictModel):
-    """Where the sessions are and how windows are cut."""
+    """Where the sessions are and how windows are cut (``session_weights``: session id -> sampling
+    weight; default: sessions weighted by their usable train time)."""
 
     path: str
     sessions: list[str] | None = None
     window_s: float = Field(2.0, gt=0)
+    session_weights: dict[str, float] | None = None
 
 
 class TrainingConfig(StrictModel):
-    """Optimisation settings (AdamW with linear warm-up and cosine decay)."""
+    """Optimisation settings (AdamW with linear warm-up and cosine decay).
+
+    ``batch_size`` is per process; under ``torchrun`` the global batch is the sum over ranks.
+    ``checkpoint_every``: steps between saves of the training state (resume). ``num_workers`` and
+    ``prefetch``: loader threads and batches kept ready. ``fsdp``: shard the backbone with FSDP2
+    (distributed runs). ``compile``: ``torch.compile`` the backbone. ``bf16``: bf16 autocast (CUDA only).
+    """
 
     steps: int = Field(1000, ge=1)
     batch_size: int = Field(16, ge=1)
@@ -81,6 +90,12 @@ class TrainingConfig(StrictModel):
         }
     )
     device: Literal["cpu", "cuda", "auto"] = "auto"
+    checkpoint_every: int = Field(100, ge=1)
+    num_workers: int = Field(2, ge=1)
+    prefetch: int = Field(4, ge=1)
+    fsdp: bool = False
+    compile: bool = False
+    bf16: bool = True
 
 
 class ExperimentConfig(StrictModel):
@@ -174,9 +189,23 @@ def build_model(config: ModelConfig, sessions: Sequence[Session]) -> NeuroFM:
     ``sessions`` provide the readout's vocabulary (units per session) and the channel counts of the
     target streams.
     """
-    return build_model_from_units(
+    model = build_model_from_units(
         config, session_units(sessions), target_channels(config, sessions)
     )
+    model.stream_statistics = stream_statistics(sessions)
+    return model
+
+
+def stream_statistics(sessions: Sequence[Session]) -> dict[str, dict[str, dict]]:
+    """Normalisation statistics of every stream of every session, copied from the manifests."""
+    return {
+        s.session_id: {
+            name: spec.statistics.model_dump(mode="json")
+            for name, spec in s.manifest.streams.items()
+            if spec.statistics is not None
+        }
+        for s in sessions
+    }
 
 
 def build_model_from_units(
@@ -205,4 +234,5 @@ def build_model_from_units(
     )
     model.session_units = dict(units)
     model.target_channels = dict(channels)
+    model.model_config = config
     return model

@@ -1,14 +1,22 @@
-"""Self-describing checkpoint folders: config, plugin versions, session vocabulary, safetensors weights.
+"""Self-describing checkpoint folders: config, plugin versions, vocabularies, statistics, weights.
 
 Layout of a checkpoint folder::
 
-    config.json        the validated ModelConfig (every plugin field kept)
-    meta.json          neurofm version, the package and version of every plugin used, training info
-    sessions.json      the readout's vocabulary: per session, its unit count, positions and areas
-    weights.safetensors
+    config.json          the validated ModelConfig (every plugin field kept)
+    meta.json            neurofm version, package and version of every plugin used, training info
+    sessions.json        the readout's vocabulary: per session, its unit count, positions and areas
+    statistics.json      normalisation statistics of every session's streams (from the manifests)
+    weights.safetensors  the weights (tensors only)
+    manifest.json        format tag and the sha256 and size of every other file
 
-Loading never unpickles anything: safetensors holds tensors only, the rest is JSON. Writes are
-atomic: an interrupted save leaves the previous checkpoint in place.
+Loading never unpickles anything: safetensors holds tensors only, the rest is JSON. Every file is
+checked against ``manifest.json`` first, so a changed, truncated, missing or unknown file is
+refused with a message naming it. Writes are atomic: an interrupted save leaves the previous
+checkpoint in place.
+
+Example:
+    >>> save_pretrained(model, config, "ckpt")          # doctest: +SKIP
+    >>> model, config = load_pretrained("ckpt")         # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -26,14 +34,17 @@ from neurofm.core.builder import ModelConfig
 from neurofm.core.config import validate_config
 from neurofm.core.interfaces import SessionUnits
 from neurofm.core.io import atomic_directory
+from neurofm.core.sealing import read_json, seal, verify
 from neurofm.errors import NeurofmError
 
-__all__ = ["load_pretrained", "save_pretrained"]
+__all__ = ["load_pretrained", "plugin_versions", "save_pretrained"]
 
-_FILES = ("config.json", "meta.json", "sessions.json", "weights.safetensors")
+FORMAT = "neurofm.checkpoint"
+_FILES = ("config.json", "meta.json", "sessions.json", "statistics.json", "weights.safetensors")
 
 
-def _plugin_versions(config: ModelConfig) -> dict[str, dict[str, str]]:
+def plugin_versions(config: ModelConfig) -> dict[str, dict[str, str]]:
+    """``"kind:name" -> {"package", "version"}`` of every plugin ``config`` uses."""
     used = [("modalities", c.type) for c in config.modalities.values()]
     used += [("heads", c.type) for c in config.heads.values()]
     if config.readout is not None:
@@ -49,18 +60,7 @@ def _plugin_versions(config: ModelConfig) -> dict[str, dict[str, str]]:
     return out
 
 
-def save_pretrained(
-    model: Any,
-    config: ModelConfig,
-    path: str | Path,
-    *,
-    extra: Mapping[str, Any] | None = None,
-    overwrite: bool = True,
-) -> Path:
-    """Write ``model`` (a :class:`~neurofm.NeuroFM` built from ``config``) to a checkpoint folder."""
-    from neurofm import __version__
-
-    path = Path(path)
+def _vocabulary(model: Any) -> dict[str, dict]:
     sessions = {}
     if model.readout is not None:
         for sid, units in getattr(model, "session_units", {}).items():
@@ -71,62 +71,99 @@ def save_pretrained(
                 else np.asarray(units.position_um).tolist(),
                 "area": None if units.area is None else [str(a) for a in units.area],
             }
+    return sessions
+
+
+def save_pretrained(
+    model: Any,
+    config: ModelConfig,
+    path: str | Path,
+    *,
+    extra: Mapping[str, Any] | None = None,
+    overwrite: bool = True,
+    weights: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` (a :class:`~neurofm.NeuroFM` built from ``config``) to a checkpoint folder.
+
+    ``weights`` replaces ``model.state_dict()`` (e.g. the gathered full state of a sharded model).
+    """
+    from neurofm import __version__
+
+    path = Path(path)
     meta = {
         "neurofm_version": __version__,
-        "plugins": _plugin_versions(config),
+        "plugins": plugin_versions(config),
         "target_channels": dict(getattr(model, "target_channels", {})),
         **dict(extra or {}),
     }
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    source = model.state_dict() if weights is None else weights
+    state = {k: v.detach().cpu().contiguous() for k, v in source.items()}
     with atomic_directory(path, overwrite=overwrite) as tmp:
         (tmp / "config.json").write_text(
             json.dumps(config.model_dump(mode="json"), indent=2) + "\n"
         )
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-        (tmp / "sessions.json").write_text(json.dumps(sessions) + "\n")
+        (tmp / "sessions.json").write_text(json.dumps(_vocabulary(model)) + "\n")
+        stats = getattr(model, "stream_statistics", {})
+        (tmp / "statistics.json").write_text(json.dumps(stats) + "\n")
         save_file(state, str(tmp / "weights.safetensors"))
+        seal(tmp, FORMAT)
     return path
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+def _major(version: str) -> str:
+    return version.split(".", 1)[0]
+
+
+def check_plugins(meta: Mapping[str, Any], where: str) -> None:
+    """Refuse a checkpoint whose plugins are missing or of another major version."""
+    problems = []
+    for key, info in meta.get("plugins", {}).items():
+        kind, _, name = key.partition(":")
+        what = f"{kind[:-1] if kind.endswith('s') else kind} {name!r}"
+        wanted = f"{info['package']} {info['version']}".strip()
+        reg = registry.get_registry(kind)
+        if name not in reg:
+            problems.append(f"{what} (from {wanted}) is not installed")
+            continue
+        record = next(r for r in reg.records() if r.name == name and r.status == "loaded")
+        if info["version"] and record.version and _major(record.version) != _major(info["version"]):
+            problems.append(
+                f"{what} was saved with {wanted} but {record.package} {record.version} is installed "
+                f"(major versions differ)"
+            )
+    if problems:
         raise NeurofmError(
-            f"checkpoint file {path} is missing; expected a folder written by save_pretrained"
-        ) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise NeurofmError(
-            f"checkpoint file {path} is corrupt ({exc}); re-save the checkpoint"
-        ) from None
+            f"checkpoint {where} cannot be loaded: {'; '.join(problems)}. Install the packages it "
+            f"was saved with (pip install '<package>==<version>') and load again."
+        )
+
+
+def _recover(path: Path) -> Path:
+    """The folder to load: ``path``, or the previous checkpoint an interrupted overwrite left."""
+    if path.is_dir():
+        return path
+    old = sorted(path.parent.glob(f".{path.name}.old-*")) if path.parent.is_dir() else []
+    if old:
+        return old[-1]  # killed between the two renames of an overwrite: the previous checkpoint
+    raise NeurofmError(f"checkpoint {path} does not exist or is not a folder")
 
 
 def load_pretrained(path: str | Path) -> tuple[Any, ModelConfig]:
     """Rebuild a model from a checkpoint folder; returns ``(model, config)``.
 
     Raises:
-        NeurofmError: missing files, a plugin that is not installed, or weights that do not fit.
+        NeurofmError: missing, changed or unknown files, a plugin that is not installed or of
+            another major version, or weights that do not fit the config.
     """
     from neurofm.core.builder import build_model_from_units
 
-    path = Path(path)
-    if not path.is_dir():
-        raise NeurofmError(f"checkpoint {path} does not exist or is not a folder")
-    meta = _read_json(path / "meta.json")
-    missing = []
-    for key, info in meta.get("plugins", {}).items():
-        kind, _, name = key.partition(":")
-        if name not in registry.get_registry(kind):
-            missing.append(
-                f"{kind[:-1] if kind.endswith('s') else kind} {name!r} from {info['package']} {info['version']}"
-            )
-    if missing:
-        raise NeurofmError(
-            f"checkpoint {path} needs plugins that are not installed: {'; '.join(missing)}. "
-            f"Install those packages (pip install <package>==<version>) and load again."
-        )
+    path = _recover(Path(path))
+    verify(path, FORMAT, _FILES)
+    meta = read_json(path / "meta.json")
+    check_plugins(meta, str(path))
     config = validate_config(
-        ModelConfig, _read_json(path / "config.json"), source=f"checkpoint config {path}"
+        ModelConfig, read_json(path / "config.json"), source=f"checkpoint config {path}"
     )
     sessions = {
         sid: SessionUnits(
@@ -135,9 +172,11 @@ def load_pretrained(path: str | Path) -> tuple[Any, ModelConfig]:
             None if v["position_um"] is None else np.asarray(v["position_um"], np.float32),
             None if v["area"] is None else np.asarray(v["area"]),
         )
-        for sid, v in _read_json(path / "sessions.json").items()
+        for sid, v in read_json(path / "sessions.json").items()
     }
-    model = build_model_from_units(config, sessions, _target_shapes(config, path))
+    channels = {k: int(v) for k, v in meta.get("target_channels", {}).items()}
+    model = build_model_from_units(config, sessions, channels)
+    model.stream_statistics = read_json(path / "statistics.json")
     try:
         state = load_file(str(path / "weights.safetensors"))
     except Exception as exc:
@@ -149,8 +188,3 @@ def load_pretrained(path: str | Path) -> tuple[Any, ModelConfig]:
             f"unexpected {result.unexpected_keys[:5]}"
         )
     return model, config
-
-
-def _target_shapes(config: ModelConfig, path: Path) -> dict[str, int]:
-    meta = _read_json(path / "meta.json")
-    return {k: int(v) for k, v in meta.get("target_channels", {}).items()}

@@ -15,9 +15,12 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 COMMANDS = [
     "neurofm.core.commands.demo",
     "neurofm.core.commands.simulate",
+    "neurofm.core.commands.import_",
     "neurofm.core.commands.train",
+    "neurofm.core.commands.finetune",
     "neurofm.core.commands.evaluate",
     "neurofm.core.commands.plugins",
+    "neurofm.core.commands.new_plugin",
 ]
 
 

@@ -1,28 +1,91 @@
-"""``neurofm train CONFIG --out DIR``: train a model from an experiment config."""
+"""``neurofm train CONFIG --out DIR [--resume]``: train a model from an experiment config.
+
+Runs in one process, or in several under ``torchrun --nproc_per_node N -m neurofm train ...``
+(DDP; FSDP2 with ``training.fsdp``). The training state is saved every
+``training.checkpoint_every`` steps to ``--state`` (default ``DIR.state``); ``--resume`` continues
+from the newest one. The finished model is written to ``DIR`` as a checkpoint folder.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 
-def train_and_save(model_config, sessions, training, window_s, out: Path, progress: bool = True):
-    """Build, train and save a model; returns ``(model, TrainResult)``."""
+def default_state_dir(out: Path) -> Path:
+    """Where the training state of a run writing checkpoint ``out`` lives by default."""
+    return out.with_name(out.name + ".state")
+
+
+def train_and_save(
+    model_config,
+    sessions,
+    training,
+    window_s,
+    out: Path,
+    progress: bool = True,
+    *,
+    resume: bool = False,
+    state_dir: Path | None = None,
+    session_weights: dict[str, float] | None = None,
+):
+    """Build, train (resuming if asked) and save a model; returns ``(model, TrainResult)``.
+
+    Under torchrun every rank calls this; rank 0 prints and writes the checkpoint.
+    """
+    import torch
+    import torch.distributed as dist
+
     from neurofm.core.builder import build_model
     from neurofm.core.checkpoint import save_pretrained
     from neurofm.core.training import Trainer, resolve_device
+    from neurofm.core.training.distributed import init_distributed
+    from neurofm.core.training.state import latest_state
 
-    model = build_model(model_config, sessions).to(resolve_device(training.device))
+    info, device = init_distributed(training.device)
+    if not info.distributed:
+        device = resolve_device(training.device)
+    say = print if info.is_main else (lambda *a, **k: None)
+    torch.manual_seed(training.seed)
+    model = build_model(model_config, sessions).to(device)
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"model: {n_params / 1e6:.2f}M parameters, {len(sessions)} sessions, window {window_s} s")
-    trainer = Trainer(model, sessions, training, window_s=window_s, progress=progress)
+    say(
+        f"model: {n_params / 1e6:.2f}M parameters, {len(sessions)} sessions, window {window_s} s, "
+        f"{info.world_size} process(es) x batch {training.batch_size}"
+    )
+    trainer = Trainer(
+        model,
+        sessions,
+        training,
+        window_s=window_s,
+        progress=progress,
+        session_weights=session_weights,
+        state_dir=state_dir,
+    )
+    if resume and state_dir is not None and latest_state(state_dir) is not None:
+        say(f"resuming from step {trainer.resume()} ({latest_state(state_dir)})")
+    elif resume:
+        say(f"no training state under {state_dir}; starting from step 0")
     result = trainer.fit()
     if result.validation_loss:
-        print(
+        say(
             f"trained {result.steps} steps in {result.seconds:.0f} s; "
             f"last validation loss {result.validation_loss[-1][1]:.4f}"
         )
-    save_pretrained(model, model_config, out, extra={"window_s": window_s, "steps": trainer.step})
+    weights = None
+    if info.distributed:  # the full (unsharded) weights, gathered on rank 0
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        full = get_model_state_dict(trainer.module, options=options)
+        weights = {k.removeprefix("model."): v for k, v in full.items()}
+    if info.is_main:
+        extra = {"window_s": window_s, "steps": trainer.step}
+        save_pretrained(model, model_config, out, extra=extra, weights=weights)
+    if info.distributed:
+        dist.barrier()
+        dist.destroy_process_group()
     return model, result
 
 
@@ -33,13 +96,33 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config_file(args.config, ExperimentConfig)
     sessions = open_dataset(config.data.path, config.data.sessions)
-    train_and_save(config.model, sessions, config.training, config.data.window_s, Path(args.out))
-    print(f"checkpoint written to {args.out}")
+    out = Path(args.out)
+    state = Path(args.state) if args.state else default_state_dir(out)
+    train_and_save(
+        config.model,
+        sessions,
+        config.training,
+        config.data.window_s,
+        out,
+        progress=not args.no_progress,
+        resume=args.resume,
+        state_dir=state,
+        session_weights=config.data.session_weights,
+    )
+    if os.environ.get("RANK", "0") == "0":
+        print(f"checkpoint written to {args.out}")
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a model from an experiment config (JSON/YAML)")
+    p = sub.add_parser(
+        "train",
+        help="train a model from an experiment config (JSON/YAML); "
+        "torchrun --nproc_per_node N -m neurofm train ... for several processes",
+    )
     p.add_argument("config", help="ExperimentConfig file (.json, .yaml)")
     p.add_argument("--out", required=True, help="checkpoint folder to write")
+    p.add_argument("--state", default=None, help="training-state folder (default: OUT.state)")
+    p.add_argument("--resume", action="store_true", help="continue from the newest training state")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

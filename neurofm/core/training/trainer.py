@@ -1,4 +1,12 @@
-"""Single-process training loop: AdamW, warm-up + cosine schedule, clipping, progress bar, validation."""
+"""Training loop: torchdata loader, DDP/FSDP when launched by torchrun, AdamW with warm-up + cosine
+schedule, clipping, bf16 autocast on CUDA, periodic training state for exact resume, validation.
+
+Every source of randomness is a function of ``(seed, step, rank)`` or of saved state: windows and
+tasks come from the loader's step-indexed plan, unit selection from ``task_rng(seed, step, rank)``,
+and the torch generator (dropout) is re-seeded from ``(seed, step, rank)`` before each step. So a run
+killed at any step and resumed from its last saved state ends with bitwise the same weights as an
+uninterrupted run (on CPU, same seed and number of processes).
+"""
 
 from __future__ import annotations
 
@@ -6,19 +14,28 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from neurofm.core.builder import TrainingConfig
+from neurofm.core.data.loader import TrainLoader, task_rng
 from neurofm.core.data.session import Session
-from neurofm.core.data.windows import WindowSample, WindowSampler, load_window, tile_intervals
+from neurofm.core.data.windows import load_window, tile_intervals
 from neurofm.core.model import NeuroFM
 from neurofm.core.tasks import TaskSampler, TaskSpec
+from neurofm.core.training.distributed import (
+    DistInfo,
+    TrainStep,
+    all_reduce_sum,
+    wrap_for_training,
+)
+from neurofm.core.training.monitor import LossMonitor
 from neurofm.errors import NeurofmError
 
-__all__ = ["TrainResult", "Trainer", "resolve_device"]
+__all__ = ["TrainResult", "Trainer", "resolve_device", "step_seed", "validation_loss"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -30,20 +47,68 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def step_seed(seed: int, step: int, rank: int) -> int:
+    """The torch seed of one training step on one rank."""
+    return int(np.random.SeedSequence([seed, 3, step, rank]).generate_state(1, np.uint64)[0] >> 1)
+
+
 @dataclass
 class TrainResult:
+    """Steps run in this call, wall time, per-step train loss and ``(step, loss)`` validations."""
+
     steps: int
     seconds: float
     train_loss: list[float] = field(default_factory=list)
     validation_loss: list[tuple[int, float]] = field(default_factory=list)
 
 
+@torch.no_grad()
+def validation_loss(
+    step_fn: TrainStep,
+    sessions: Sequence[Session],
+    tasks: Sequence[TaskSpec],
+    window_s: float,
+    *,
+    batch_size: int = 16,
+    max_windows: int = 64,
+) -> float:
+    """Mean loss per target over up to ``max_windows`` windows tiling the validation tier.
+
+    ``step_fn``: a :class:`~neurofm.core.training.distributed.TrainStep` (``TrainStep(model)``);
+    window ``k`` gets task ``k % len(tasks)``, so the figure is deterministic.
+    """
+    norm = step_fn.model.normalization()
+    windows = [(s, t0) for s in sessions for t0, _ in tile_intervals(s, "validation", window_s)]
+    if not windows:
+        return float("nan")
+    idx = np.linspace(0, len(windows) - 1, min(max_windows, len(windows))).astype(int)
+    total = count = 0.0
+    for start in range(0, len(idx), batch_size):
+        chunk = [windows[i] for i in idx[start : start + batch_size]]
+        batch = [load_window(s, t0, window_s, norm) for s, t0 in chunk]
+        specs = [tasks[(start + k) % len(tasks)] for k in range(len(batch))]
+        t, c = step_fn(batch, specs, np.random.default_rng(start))
+        total, count = total + float(t), count + float(c)
+    return total / max(count, 1.0)
+
+
 class Trainer:
     """Trains a :class:`NeuroFM` on windows of ``sessions``.
 
-    Each step draws ``batch_size`` windows (sessions weighted by their train time) and one task per
-    window from ``config.tasks`` (weights). Validation loss is the mean loss of the same tasks over
-    fixed windows tiling the validation tier.
+    Each step this rank draws ``config.batch_size`` windows (sessions weighted by their train time
+    or ``session_weights``) and one task per window from ``config.tasks``; under torchrun the
+    global batch is the sum over ranks and the loss is the mean over all targets of the global
+    batch. Validation loss is the mean loss of the same tasks over fixed validation windows.
+
+    Args:
+        model: the model, already on its device.
+        sessions: training sessions.
+        config: optimisation settings.
+        window_s: window duration (seconds).
+        progress: show a progress bar (rank 0 only).
+        session_weights: session id -> sampling weight.
+        state_dir: where :meth:`fit` saves the training state every ``config.checkpoint_every``
+            steps (None: never).
     """
 
     def __init__(
@@ -54,19 +119,42 @@ class Trainer:
         *,
         window_s: float,
         progress: bool = True,
+        session_weights: dict[str, float] | None = None,
+        state_dir: str | Path | None = None,
     ) -> None:
         self.model = model
         self.sessions = list(sessions)
-        self.by_id = {s.session_id: s for s in self.sessions}
         self.config = config
         self.window_s = window_s
-        self.progress = progress
+        self.dist = DistInfo.current()
+        self.progress = progress and self.dist.is_main
         self.device = model.device
+        self.state_dir = None if state_dir is None else Path(state_dir)
         self.normalization = model.normalization()
         self.tasks = TaskSampler.from_mapping(config.tasks)
-        self.sampler = WindowSampler(self.sessions, window_s, tier="train", seed=config.seed)
+        self.loader = TrainLoader(
+            self.sessions,
+            self.normalization,
+            window_s=window_s,
+            batch_size=config.batch_size,
+            tasks=config.tasks,
+            seed=config.seed,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+            weights=session_weights,
+            num_workers=config.num_workers,
+            prefetch=config.prefetch,
+            pin_memory=self.device.type == "cuda",
+        )
+        self.module = wrap_for_training(
+            model,
+            self.dist,
+            fsdp=config.fsdp,
+            compile_backbone=config.compile,
+            bf16=config.bf16 and self.device.type == "cuda",
+        )
         decay, no_decay = [], []
-        for name, p in model.named_parameters():
+        for name, p in self.module.named_parameters():
             (no_decay if p.ndim < 2 or "embedding" in name else decay).append(p)
         self.optimizer = torch.optim.AdamW(
             [
@@ -77,6 +165,8 @@ class Trainer:
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.step = 0
+        self.before_step: list[Callable[[Trainer], None]] = []
+        self.monitor = LossMonitor()  # warns on loss spikes, skips steps with NaN/inf gradients
 
     def _lr_factor(self, step: int) -> float:
         warm = self.config.warmup_steps
@@ -85,57 +175,74 @@ class Trainer:
         progress = (step - warm) / max(1, self.config.steps - warm)
         return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
-    def _batch(self) -> tuple[list[WindowSample], list[TaskSpec], np.random.Generator]:
-        draws = self.sampler.draw(self.config.batch_size)
-        rng = np.random.default_rng([self.config.seed, 1, self.step])
-        batch = [
-            load_window(self.sessions[i], t0, self.window_s, self.normalization) for i, t0 in draws
-        ]
-        return batch, self.tasks.sample(len(batch), rng), rng
-
     def train_step(self) -> float:
-        self.model.train()
-        batch, tasks, rng = self._batch()
-        out = self.model(batch, tasks, rng)
-        if not torch.isfinite(out.loss):
+        """One optimisation step on the next batch; returns the global mean loss."""
+        for hook in self.before_step:
+            hook(self)
+        self.module.train()
+        batch = next(self.loader)
+        if batch.step != self.step:
+            raise RuntimeError(f"loader is at step {batch.step}, trainer at {self.step}")
+        torch.manual_seed(step_seed(self.config.seed, self.step, self.dist.rank))
+        rng = task_rng(self.config.seed, self.step, self.dist.rank)
+        total, count = self.module(batch.samples, batch.tasks, rng)
+        global_total, global_count = all_reduce_sum(
+            [float(total.detach()), float(count)], self.device
+        )
+        if not math.isfinite(global_total):
             raise NeurofmError(
-                f"training loss became {out.loss.item()} at step {self.step}; the weights were not "
+                f"training loss became {global_total} at step {self.step}; the weights were not "
                 f"updated. Lower the learning rate (training.lr) or check the data for extreme values."
             )
+        self.monitor.check_loss(self.step, global_total / max(global_count, 1.0))
+        loss = total * (self.dist.world_size / max(global_count, 1.0))
         self.optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
-        self.optimizer.step()
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.config.grad_clip)
+        if self.monitor.gradients_finite(self.step, norm):
+            self.optimizer.step()
         self.scheduler.step()
         self.step += 1
-        return float(out.loss.detach())
+        return global_total / max(global_count, 1.0)
 
-    @torch.no_grad()
     def validation_loss(self, max_windows: int = 64) -> float:
         """Mean loss over up to ``max_windows`` fixed validation windows, each task in turn."""
-        self.model.eval()
-        windows = [
-            (s, t0)
-            for s in self.sessions
-            for t0, _ in tile_intervals(s, "validation", self.window_s)
-        ]
-        if not windows:
-            return float("nan")
-        idx = np.linspace(0, len(windows) - 1, min(max_windows, len(windows))).astype(int)
-        tasks = self.tasks.tasks
-        losses = []
-        for start in range(0, len(idx), self.config.batch_size):
-            chunk = [windows[i] for i in idx[start : start + self.config.batch_size]]
-            batch = [load_window(s, t0, self.window_s, self.normalization) for s, t0 in chunk]
-            specs = [tasks[(start + k) % len(tasks)] for k in range(len(batch))]
-            out = self.model(batch, specs, np.random.default_rng(start))
-            losses.append(float(out.loss))
-        return float(np.mean(losses))
+        self.module.eval()
+        step_fn = self.module if self.config.fsdp else self.module_unwrapped
+        return validation_loss(
+            step_fn,
+            self.sessions,
+            self.tasks.tasks,
+            self.window_s,
+            batch_size=self.config.batch_size,
+            max_windows=max_windows,
+        )
+
+    @property
+    def module_unwrapped(self) -> torch.nn.Module:
+        """The :class:`TrainStep` without its DDP wrapper (no collectives)."""
+        return getattr(self.module, "module", self.module)
+
+    def save_state(self) -> None:
+        """Save the training state now (collective under torchrun)."""
+        from neurofm.core.training.state import save_training_state
+
+        if self.state_dir is None:
+            raise ValueError("this Trainer has no state_dir")
+        save_training_state(self.state_dir, self)
+
+    def resume(self) -> int:
+        """Load the newest training state from ``state_dir``; returns the step it continues at."""
+        from neurofm.core.training.state import load_training_state
+
+        if self.state_dir is None:
+            raise ValueError("this Trainer has no state_dir")
+        return load_training_state(self.state_dir, self)
 
     def fit(
         self, steps: int | None = None, callback: Callable[[int, float], None] | None = None
     ) -> TrainResult:
-        """Train for ``steps`` (default: config.steps) more steps."""
+        """Train for ``steps`` (default: up to config.steps) more steps."""
         steps = self.config.steps - self.step if steps is None else steps
         result = TrainResult(0, 0.0)
         start = time.perf_counter()
@@ -149,6 +256,10 @@ class Trainer:
                 val = self.validation_loss()
                 result.validation_loss.append((self.step, val))
                 bar.set_postfix(loss=f"{loss:.4f}", val=f"{val:.4f}")
+            if self.state_dir is not None and (
+                self.step % self.config.checkpoint_every == 0 or self.step == self.config.steps
+            ):
+                self.save_state()
             if callback is not None:
                 callback(self.step, loss)
         bar.close()

@@ -1,0 +1,141 @@
+"""torch.distributed plumbing: process group from torchrun's environment, DDP / FSDP2 wrapping.
+
+Per-session parameters (readout tables, stream embeddings, heads) are used only by the ranks whose
+windows contain that session or stream. :class:`TrainStep` therefore adds ``0 * p.sum()`` for every
+trainable parameter outside the backbone (the backbone is used in every step): every parameter
+takes part in every step's graph on every rank, so DDP's and FSDP's gradient reductions see the
+same set of parameters everywhere (no hang) and an absent session gets an exact zero gradient (no
+corruption). This is also done in single-process runs, so training does not depend on the number
+of processes. It is cheaper than DDP's ``find_unused_parameters=True``, which walks the autograd
+graph after every forward (see docs/scale-out.md for the measurement).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from neurofm.core.data.windows import WindowSample
+from neurofm.core.model import NeuroFM
+from neurofm.core.tasks import TaskSpec
+
+__all__ = ["DistInfo", "TrainStep", "all_reduce_sum", "init_distributed", "wrap_for_training"]
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place in the job (``world_size == 1``: not distributed)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @classmethod
+    def current(cls) -> DistInfo:
+        """From the initialised process group, or single-process when there is none."""
+        if dist.is_available() and dist.is_initialized():
+            local = int(os.environ.get("LOCAL_RANK", dist.get_rank()))
+            return cls(dist.get_rank(), dist.get_world_size(), local)
+        return cls()
+
+
+def init_distributed(device: str = "auto") -> tuple[DistInfo, torch.device]:
+    """Join the process group that ``torchrun`` describes (``RANK``, ``WORLD_SIZE``, ...).
+
+    Backend: NCCL when training on CUDA, gloo on CPU. Without torchrun's variables (or with
+    ``WORLD_SIZE=1``) nothing is initialised. Returns the process's info and its device.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if world <= 1:
+        return DistInfo(), torch.device("cuda" if use_cuda else "cpu")
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if use_cuda:
+        torch.cuda.set_device(local)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    info = DistInfo.current()
+    return info, torch.device(f"cuda:{local}" if use_cuda else "cpu")
+
+
+def all_reduce_sum(values: Sequence[float], device: torch.device) -> list[float]:
+    """Sum floats over ranks (identity when not distributed)."""
+    t = torch.tensor(list(values), dtype=torch.float64, device=device)
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(t)
+    return t.tolist()
+
+
+class TrainStep(nn.Module):
+    """The unit DDP/FSDP wrap: runs the model and returns the sum of per-target mean losses.
+
+    Returns ``(loss_total, n_targets)``; the trainer divides by the number of targets over all
+    ranks, so the loss (and gradient) is the mean over the global batch whatever its split.
+    """
+
+    def __init__(self, model: NeuroFM, *, autocast_bf16: bool = False) -> None:
+        super().__init__()
+        self.model = model
+        self.autocast_bf16 = autocast_bf16
+
+    def forward(
+        self, batch: Sequence[WindowSample], tasks: Sequence[TaskSpec], rng: np.random.Generator
+    ) -> tuple[Tensor, Tensor]:
+        device_type = self.model.device.type
+        with torch.autocast(device_type, torch.bfloat16, enabled=self.autocast_bf16):
+            out = self.model(batch, tasks, rng)
+        losses = [o.loss_sum.float() / o.count.clamp(min=1) for o in out.targets]
+        total = torch.stack(losses).sum() if losses else out.loss.float()
+        touch = [
+            p.sum()
+            for name, p in self.model.named_parameters()
+            if p.requires_grad and not name.startswith("backbone.")
+        ]
+        if touch:
+            total = total + 0.0 * torch.stack(touch).sum()
+        return total, torch.tensor(float(len(losses)), device=total.device)
+
+
+def wrap_for_training(
+    model: NeuroFM,
+    info: DistInfo,
+    *,
+    fsdp: bool = False,
+    compile_backbone: bool = False,
+    bf16: bool = False,
+) -> nn.Module:
+    """``TrainStep(model)``, wrapped in DDP (or FSDP2 over the backbone blocks) when distributed.
+
+    With ``fsdp`` each backbone block and then the whole step are ``fully_shard``-ed (parameters,
+    gradients and optimizer state sharded over ranks); build the optimizer after this call.
+    ``bf16``: autocast the forward to bfloat16 (honoured on CUDA only).
+    """
+    if compile_backbone:
+        model.backbone.compile(dynamic=True)
+    step = TrainStep(model, autocast_bf16=bf16 and model.device.type == "cuda")
+    if not info.distributed:
+        return step
+    if fsdp:
+        from torch.distributed.fsdp import fully_shard
+
+        backbone = model.backbone
+        for block in [backbone.encoder, *backbone.layers, backbone.decoder]:
+            fully_shard(block)
+        fully_shard(step)
+        return step
+    device_ids = [model.device.index] if model.device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(step, device_ids=device_ids)

@@ -1,0 +1,33 @@
+"""torchrun with 2 CPU processes (gloo) matches one process with the same global batch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+from training_helpers import run_cli, write_experiment
+
+
+@pytest.mark.slow
+def test_ddp_and_fsdp_match_single_process_with_same_global_batch(
+    tiny_data: Path, tmp_path: Path
+) -> None:
+    one = write_experiment(tmp_path / "one.json", tiny_data, batch_size=4)
+    two = write_experiment(tmp_path / "two.json", tiny_data, batch_size=2)
+    sharded = write_experiment(tmp_path / "fsdp.json", tiny_data, batch_size=2, fsdp=True)
+    run_cli("train", str(one), "--out", str(tmp_path / "single"), "--no-progress")
+    done = run_cli("train", str(two), "--out", str(tmp_path / "ddp"), "--no-progress", torchrun=2)
+    assert "2 process(es) x batch 2" in done.stdout
+    run_cli("train", str(sharded), "--out", str(tmp_path / "fsdp"), "--no-progress", torchrun=2)
+
+    single = load_file(str(tmp_path / "single" / "weights.safetensors"))
+    for name in ("ddp", "fsdp"):
+        other = load_file(str(tmp_path / name / "weights.safetensors"))
+        assert other.keys() == single.keys()
+        worst = max(float((single[k] - other[k]).abs().max()) for k in single)
+        assert worst < 1e-4, f"{name} differs from single-process training by {worst}"
+    meta = json.loads((tmp_path / "ddp" / "meta.json").read_text())
+    assert meta["steps"] == 12
+    assert (tmp_path / "ddp.state" / "latest").read_text().strip() == "step-00000012"
