@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 __all__ = [
     "PRESETS", "BackboneConfig", "get_preset", "preset_1m", "preset_5m", "preset_20m",
-    "preset_80m", "preset_300m", "tiny",
+    "preset_80m", "preset_300m", "small", "tiny",
 ]  # fmt: skip
 
 
@@ -88,6 +88,11 @@ def tiny() -> BackboneConfig:
     return BackboneConfig(d_model=32, n_heads=2, n_layers=1, n_latents=8)
 
 
+def small() -> BackboneConfig:
+    """For CPU demos: d 64, 2 heads, 2 layers, 16 latents (about 0.1M backbone parameters)."""
+    return BackboneConfig(d_model=64, n_heads=2, n_layers=2, n_latents=16)
+
+
 def preset_1m() -> BackboneConfig:
     """About 1.5M parameters: d 256, 4 heads, 2 layers (narrow MLP keeps it near its name)."""
     return BackboneConfig(d_model=256, n_heads=4, n_layers=2, n_latents=32, mlp_ratio=1.0)
@@ -115,6 +120,7 @@ def preset_300m() -> BackboneConfig:
 
 PRESETS: dict[str, Callable[[], BackboneConfig]] = {
     "tiny": tiny,
+    "small": small,
     "1M": preset_1m,
     "5M": preset_5m,
     "20M": preset_20m,

@@ -29,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
     )
     simulate_to_disk(out / "data", sim, overwrite=True)
     sessions = open_dataset(out / "data")
-    model_config = default_model_config(args.preset, frame_size=(sim.height, sim.width))
+    preset = args.preset or ("tiny" if args.quick else "small")
+    model_config = default_model_config(preset, frame_size=(sim.height, sim.width))
     steps = args.steps or (30 if args.quick else 1500)
     window_s = 1.0 if args.quick else 2.0
     training = TrainingConfig(
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         device="cpu",
     )
-    print(f"[2/4] training ({steps} steps, preset {args.preset!r})")
+    print(f"[2/4] training ({steps} steps, preset {preset!r})")
     model, _ = train_and_save(model_config, sessions, training, window_s, out / "checkpoint")
     print("[3/4] evaluating every task on the test tier")
     result = evaluate_and_report(
@@ -68,7 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--steps", type=int, default=None, help="training steps (default 1500; 30 with --quick)"
     )
-    p.add_argument("--preset", default="tiny", help="backbone size preset (default: tiny)")
+    p.add_argument("--preset", default=None, help="backbone size preset (default: small; tiny with --quick)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="tiny data and few steps (a smoke test)")
     p.set_defaults(func=run)

@@ -26,7 +26,7 @@ def test_preset_builds_with_advertised_size(name) -> None:
 
 
 def test_unknown_preset_lists_known_names() -> None:
-    with pytest.raises(ValueError, match="tiny, 1M, 5M, 20M, 80M, 300M"):
+    with pytest.raises(ValueError, match="tiny, small, 1M, 5M, 20M, 80M, 300M"):
         get_preset("bogus")
 
 
