@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "DataError",
     "DuplicatePluginError",
     "InvalidPluginError",
     "NeurofmError",
@@ -39,6 +40,11 @@ class InvalidPluginError(PluginError, TypeError):
 
 class ConfigError(NeurofmError, ValueError):
     """A configuration that does not validate; lists every problem with its path."""
+
+
+class DataError(NeurofmError, ValueError):
+    """Valid data that cannot serve a request: no interval of a tier long enough for the window, a
+    window outside the recording, a session without samples."""
 
 
 class SessionFormatError(NeurofmError, ValueError):

@@ -116,8 +116,16 @@ def _major(version: str) -> str:
 
 
 def check_plugins(meta: Mapping[str, Any], where: str) -> None:
-    """Refuse a checkpoint whose plugins are missing or of another major version."""
+    """Refuse a checkpoint of another neurofm major version or with missing/other-major plugins."""
+    from neurofm import __version__
+
     problems = []
+    saved = str(meta.get("neurofm_version", ""))
+    if saved and _major(saved) != _major(__version__):
+        problems.append(
+            f"it was saved with neurofm {saved} but neurofm {__version__} is installed "
+            f"(major versions differ)"
+        )
     for key, info in meta.get("plugins", {}).items():
         kind, _, name = key.partition(":")
         what = f"{kind[:-1] if kind.endswith('s') else kind} {name!r}"
@@ -161,27 +169,38 @@ def load_pretrained(path: str | Path) -> tuple[Any, ModelConfig]:
     path = _recover(Path(path))
     verify(path, FORMAT, _FILES)
     meta = read_json(path / "meta.json")
-    check_plugins(meta, str(path))
-    config = validate_config(
-        ModelConfig, read_json(path / "config.json"), source=f"checkpoint config {path}"
-    )
-    sessions = {
-        sid: SessionUnits(
-            sid,
-            int(v["count"]),
-            None if v["position_um"] is None else np.asarray(v["position_um"], np.float32),
-            None if v["area"] is None else np.asarray(v["area"]),
+    try:  # the files passed their hashes, but may still not be what neurofm writes
+        check_plugins(meta, str(path))
+        config = validate_config(
+            ModelConfig, read_json(path / "config.json"), source=f"checkpoint config {path}"
         )
-        for sid, v in read_json(path / "sessions.json").items()
-    }
-    channels = {k: int(v) for k, v in meta.get("target_channels", {}).items()}
-    model = build_model_from_units(config, sessions, channels)
+        sessions = {
+            sid: SessionUnits(
+                sid,
+                int(v["count"]),
+                None if v["position_um"] is None else np.asarray(v["position_um"], np.float32),
+                None if v["area"] is None else np.asarray(v["area"]),
+            )
+            for sid, v in read_json(path / "sessions.json").items()
+        }
+        channels = {k: int(v) for k, v in meta.get("target_channels", {}).items()}
+        model = build_model_from_units(config, sessions, channels)
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, RuntimeError) as exc:
+        if isinstance(exc, NeurofmError):
+            raise
+        raise NeurofmError(
+            f"checkpoint {path} has malformed contents ({type(exc).__name__}: {exc}); it was "
+            f"edited or not written by neurofm's save_pretrained. Re-save it from the model."
+        ) from exc
     model.stream_statistics = read_json(path / "statistics.json")
     try:
         state = load_file(str(path / "weights.safetensors"))
     except Exception as exc:
         raise NeurofmError(f"cannot read weights of checkpoint {path}: {exc}") from None
-    result = model.load_state_dict(state, strict=False)
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # tensors of other shapes than the config gives
+        raise NeurofmError(f"weights of checkpoint {path} do not fit its config: {exc}") from None
     if result.missing_keys or result.unexpected_keys:
         raise NeurofmError(
             f"weights of checkpoint {path} do not fit its config: missing {result.missing_keys[:5]}, "

@@ -138,12 +138,15 @@ def load_config_file(path: str | Path, model: type[M]) -> M:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text ({exc})") from None
     loader: Callable[[str], Any] = json.loads if path.suffix == ".json" else yaml.safe_load
     try:
         data = loader(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+    except (ValueError, yaml.YAMLError, RecursionError) as exc:
+        # ValueError: bad JSON, or values no parser accepts (a YAML date 2024-02-30, a huge int)
         raise ConfigError(
-            f"config file {path} is not valid {path.suffix[1:].upper()}: {exc}"
+            f"config file {path} is not valid {path.suffix[1:].upper() or 'YAML'}: {exc}"
         ) from None
     return validate_config(model, data, source=f"config file {path}")
 

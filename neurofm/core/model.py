@@ -223,8 +223,10 @@ class NeuroFM(nn.Module):
             2,
         ):
             raise ValueError(
-                f"encoder for stream {name!r} returned features {tuple(tokens.features.shape)} and "
-                f"times {tuple(tokens.times.shape)}; expected [n, {self.backbone.d_model}] and [n, 2]"
+                f"encoder for stream {name!r} ({_describe_plugin(enc)}) returned features "
+                f"{tuple(tokens.features.shape)} and times {tuple(tokens.times.shape)}; expected "
+                f"[n, {self.backbone.d_model}] and [n, 2]. Report this to the plugin's authors or "
+                f"use another modality plugin for the stream."
             )
         return tokens.features + self.stream_embedding[_key(name)], tokens.times
 
@@ -256,6 +258,17 @@ class NeuroFM(nn.Module):
         for b, _, _, _, times, _ in pending:
             counts[b] += times.shape[0]
         return counts
+
+
+def _describe_plugin(obj: object) -> str:
+    """``modality plugin 'x' from <package> <version>`` for a registered encoder's class."""
+    from neurofm import registry
+
+    for record in registry.modalities.records():
+        if record.obj is type(obj):
+            return record.describe()
+    cls = type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}, not a registered modality plugin"
 
 
 def _channel_valid(stream: StreamTensor) -> Tensor:

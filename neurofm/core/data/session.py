@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from neurofm.core.config import format_validation_error
 from neurofm.core.data.manifest import ArraySpec, Interval, Manifest, StreamSpec, Tier
-from neurofm.errors import SessionFormatError
+from neurofm.errors import DataError, SessionFormatError
 
 __all__ = ["MANIFEST_NAME", "Session", "StreamWindow", "UnitTable", "open_dataset"]
 
@@ -80,7 +80,7 @@ class Session:
             )
         try:
             raw = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, absurd numbers or nesting
             raise SessionFormatError(
                 f"{manifest_path} is not valid JSON ({exc}); the file is corrupt or truncated. "
                 f"Re-create the session."
@@ -117,9 +117,10 @@ class Session:
             raise SessionFormatError(f"{key}: file {file} is missing (listed in the manifest)")
         try:
             array = np.load(file, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
+        except Exception as exc:  # a damaged header can fail in numpy's parser in many ways
             raise SessionFormatError(
-                f"{key}: cannot read {file} as a .npy array ({exc}); the file is corrupt or truncated"
+                f"{key}: cannot read {file} as a .npy array ({type(exc).__name__}: {exc}); the "
+                f"file is corrupt or truncated"
             ) from None
         if list(array.shape) != spec.shape or str(array.dtype) != spec.dtype:
             raise SessionFormatError(
@@ -211,6 +212,8 @@ class Session:
             if ts.size:
                 starts.append(float(ts[0]))
                 ends.append(float(ts[-1]) + 1.0 / spec.sampling_rate_hz)
+        if not starts:
+            raise DataError(f"session {self.session_id!r} has no samples in any stream")
         return min(starts), max(ends)
 
     # -- windows ------------------------------------------------------------------------------
@@ -229,9 +232,9 @@ class Session:
         """
         start, end = self.time_range
         if not t1 > t0:
-            raise ValueError(f"window end {t1} must be after its start {t0}")
+            raise DataError(f"window end {t1} must be after its start {t0}")
         if t0 < start - 1e-9 or t1 > end + 1e-9:
-            raise ValueError(
+            raise DataError(
                 f"window [{t0:.6f}, {t1:.6f}) s lies outside session {self.session_id!r}, which covers "
                 f"[{start:.6f}, {end:.6f}) s; choose a window inside the recording"
             )

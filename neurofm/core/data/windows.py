@@ -11,6 +11,7 @@ import torch
 from neurofm.core.data.manifest import Tier
 from neurofm.core.data.session import Session
 from neurofm.core.interfaces import Normalization, StreamTensor
+from neurofm.errors import DataError
 
 __all__ = ["WindowSample", "WindowSampler", "load_window", "tile_intervals"]
 
@@ -67,7 +68,7 @@ def load_window(
         std = np.asarray(stats.std if stats else [1.0], dtype=np.float32)
         values = _normalise(data, mean, std, normalization[name]).astype(np.float32)
         finite = np.isfinite(values)
-        valid = finite if values.ndim == 2 else finite.reshape(finite.shape[0], -1).all(1)
+        valid = finite if values.ndim == 2 else finite.all(axis=tuple(range(1, finite.ndim)))
         values = np.where(finite, values, 0.0).astype(np.float32)
         streams[name] = StreamTensor(
             values=torch.from_numpy(values),
@@ -134,11 +135,17 @@ class WindowSampler:
                     w = 1.0 if weights is None else weights.get(session.session_id, 0.0)
                     lengths.append((iv.end - iv.start - duration + 1e-3) * w)
         if not self._choices:
-            raise ValueError(
+            raise DataError(
                 f"no {tier} interval of the {len(sessions)} session(s) is at least {duration} s long; "
                 f"use a shorter window or data with {tier} intervals"
             )
         p = np.asarray(lengths)
+        if not (np.isfinite(p).all() and (p >= 0).all() and p.sum() > 0):
+            raise DataError(
+                f"session weights {dict(weights or {})} give no {tier} interval a positive weight; "
+                f"expected non-negative weights keyed by session id, some of them > 0 "
+                f"(sessions: {[s.session_id for s in sessions]})"
+            )
         self._p = p / p.sum()
         self.seed = seed
         self.drawn = 0

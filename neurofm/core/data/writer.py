@@ -76,8 +76,9 @@ def compute_statistics(
         block = block if per_channel else block.reshape(-1, 1)
         valid = np.isfinite(block)
         if shift is None:  # shift by a first estimate for numerical stability
-            shift = np.array([np.nanmean(c) if np.isfinite(c).any() else 0.0 for c in block.T])
-            shift = np.nan_to_num(shift)
+            shift = np.array(
+                [c[np.isfinite(c)].mean() if np.isfinite(c).any() else 0.0 for c in block.T]
+            )
         centred = np.where(valid, block - shift, 0.0)
         total += centred.sum(0)
         total_sq += (centred**2).sum(0)

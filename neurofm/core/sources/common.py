@@ -64,7 +64,8 @@ def resolve_tier(value: object, aliases: Mapping[str, Tier], where: str) -> Tier
 
 def safe_id(name: str) -> str:
     """A session/animal id safe as a folder name: other characters become ``-`` (max 128)."""
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-._").replace("..", ".")
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", name)
+    cleaned = re.sub(r"\.{2,}", ".", cleaned).strip("-._")  # no '..' (e.g. from 'a...b')
     return cleaned[:128] or "session"
 
 
@@ -93,7 +94,7 @@ def load_npy(path: Path, what: str, *, mmap: bool = True) -> np.ndarray:
         raise SourceFormatError(f"{what}: {path} not found; expected a .npy file there.")
     try:
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
+    except Exception as exc:  # a damaged header can fail in numpy's parser in many ways
         raise SourceFormatError(f"{what}: cannot read {path} as .npy ({exc}).") from None
 
 

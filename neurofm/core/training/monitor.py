@@ -1,12 +1,17 @@
 """Watching a training run for numerical trouble: loss spikes and non-finite gradients.
 
-The trainer asks a :class:`LossMonitor` two questions each step: is this loss a spike (much larger
-than the recent losses)? and are the gradients finite (may the optimizer step)? A spike is logged as
-a warning naming the step and the run goes on; non-finite gradients skip the optimizer step with a
-warning, so NaN or inf never reaches the weights. Both are recorded (``spikes``, ``skipped``).
+The trainer asks a :class:`LossMonitor` two questions each step: is this loss a spike? and are the
+gradients finite (may the optimizer step)? A spike is logged as a warning naming the step and the
+run goes on; non-finite gradients skip the optimizer step with a warning, so NaN or inf never
+reaches the weights. Both are recorded (``spikes``, ``skipped``).
+
+A loss is a spike when it exceeds the median of the recent losses by more than ``spike_factor``
+times their median absolute deviation (MAD). Measuring the excess in MADs rather than as a multiple
+of the median keeps the test meaningful for losses near or below zero (a Poisson negative
+log-likelihood without its constant term often is).
 
 Example:
-    >>> monitor = LossMonitor(spike_factor=5.0, min_history=3)
+    >>> monitor = LossMonitor(spike_factor=20.0, min_history=3)
     >>> [monitor.check_loss(step, loss) for step, loss in enumerate([1.0, 1.1, 0.9, 1.0, 9.0])]
     [False, False, False, False, True]
     >>> monitor.spikes
@@ -32,19 +37,19 @@ logger = logging.getLogger("neurofm.training")
 
 
 class LossMonitor:
-    """Detects loss spikes (``loss > spike_factor x`` the median of the last ``window`` losses) and
-    non-finite gradient norms.
+    """Detects loss spikes (more than ``spike_factor`` MADs above the median of the last ``window``
+    losses) and non-finite gradient norms.
 
     Args:
-        spike_factor: how many times the running median a loss must exceed to count as a spike.
+        spike_factor: how many median absolute deviations above the running median make a spike.
         window: how many recent losses the running median covers.
         min_history: losses seen before spikes are looked for (the first steps are noisy).
     """
 
-    def __init__(self, *, spike_factor: float = 10.0, window: int = 100, min_history: int = 20):
-        if spike_factor <= 1.0 or window < 1 or min_history < 1:
+    def __init__(self, *, spike_factor: float = 20.0, window: int = 100, min_history: int = 20):
+        if spike_factor <= 0 or window < 1 or min_history < 1:
             raise ValueError(
-                f"expected spike_factor > 1, window >= 1 and min_history >= 1; found "
+                f"expected spike_factor > 0, window >= 1 and min_history >= 1; found "
                 f"{spike_factor}, {window}, {min_history}"
             )
         self.spike_factor = spike_factor
@@ -60,16 +65,21 @@ class LossMonitor:
         """
         if not math.isfinite(loss):
             return False  # the trainer refuses non-finite losses itself
-        median = float(np.median(self._recent)) if self._recent else math.nan
-        if len(self._recent) >= self.min_history and abs(loss) > self.spike_factor * abs(median):
-            self.spikes.append((step, loss, median))
-            logger.warning(
-                "loss spike at step %d: %.6g is more than %g x the running median %.6g of the "
-                "last %d steps. If spikes repeat, lower training.lr or training.grad_clip, or "
-                "check the data for extreme values.",
-                step, loss, self.spike_factor, median, len(self._recent),
-            )  # fmt: skip
-            return True
+        if len(self._recent) >= self.min_history:
+            recent = np.asarray(self._recent)
+            median = float(np.median(recent))
+            mad = float(np.median(np.abs(recent - median)))
+            spread = max(mad, 1e-3 * abs(median), 1e-12)
+            if loss > median + self.spike_factor * spread:
+                self.spikes.append((step, loss, median))
+                logger.warning(
+                    "loss spike at step %d: %.6g against a running median of %.6g over the last "
+                    "%d steps (more than %g median absolute deviations above it). If spikes "
+                    "repeat, lower training.lr or training.grad_clip, or check the data for "
+                    "extreme values.",
+                    step, loss, median, len(recent), self.spike_factor,
+                )  # fmt: skip
+                return True
         self._recent.append(loss)
         return False
 
