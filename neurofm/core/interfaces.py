@@ -201,6 +201,18 @@ class Head(nn.Module, ABC):
     def loss(self, raw: Tensor, target: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
         """``(sum of per-entry losses, number of valid entries)`` over ``target [Q, C]``."""
 
+    def anchor(self, raw: Tensor, last: Tensor, known: Tensor) -> Tensor:
+        """Fold the last visible value of each target column into the raw outputs.
+
+        When a task shows a stream's past and asks for its future (forecasting), the model passes
+        the last visible value of each target column, so the head predicts a change from it rather
+        than the whole value. The default ignores it; the built-in heads use it.
+
+        Shape: raw ``[Q, C, p]``, last ``[C]`` (normalised units), known ``[C]`` bool (False: no
+        visible value for that column) -> ``[Q, C, p]``.
+        """
+        return raw
+
     def metric_names(self) -> tuple[str, ...]:
         return ("r",)
 

@@ -62,6 +62,10 @@ class NeuroFM(nn.Module):
         backbone: the shared Perceiver-IO backbone.
         readout: per-session neuron readout (needed when any encoder is per-unit).
         heads: stream name -> head, for every stream that can be a target.
+        anchor_targets: when a task shows a stream's past and asks for its future (forecasting),
+            pass each target column's last visible value to its head (:meth:`Head.anchor`), so the
+            model learns the change from persistence rather than the whole value. Measured on
+            simulated V1: see BENCHMARKS.md.
     """
 
     def __init__(
@@ -71,6 +75,7 @@ class NeuroFM(nn.Module):
         backbone: PerceiverIO,
         readout: Readout | None,
         heads: Mapping[str, Head],
+        anchor_targets: bool = True,
     ) -> None:
         super().__init__()
         d = backbone.d_model
@@ -95,6 +100,7 @@ class NeuroFM(nn.Module):
             {_key(k): nn.Parameter(torch.randn(d) * 0.02) for k in heads}
         )
         self._names = list(encoders)
+        self.anchor_targets = anchor_targets
         # vocabulary recorded in checkpoints (filled by the builders; empty for hand-built models)
         self.session_units: dict[str, object] = {}
         self.target_channels: dict[str, int] = {}
@@ -187,7 +193,8 @@ class NeuroFM(nn.Module):
                     times = stream.times[tgt]
                     qs.append(self.query_embedding[_key(name)].expand(times.shape[0], -1))
                     qts.append(torch.stack([times, times + stream.period_s], -1))
-                    pending.append((b, name, values, valid, times, units))
+                    anchor = _last_visible(stream, mask, units) if self.anchor_targets else None
+                    pending.append((b, name, values, valid, times, units, anchor))
             d = self.backbone.d_model
             in_x.append(torch.cat(xs) if xs else torch.zeros(0, d, device=device))
             in_t.append(torch.cat(ts) if ts else torch.zeros(0, 2, device=device))
@@ -234,7 +241,7 @@ class NeuroFM(nn.Module):
         outputs: list[TargetOutput] = []
         per_sample = list(torch.split(h, self._query_counts(pending, len(batch))))
         cursor = [0] * len(batch)
-        for b, name, values, valid, times, units in pending:
+        for b, name, values, valid, times, units, anchor in pending:
             q = times.shape[0]
             part = per_sample[b][cursor[b] : cursor[b] + q]
             cursor[b] += q
@@ -243,6 +250,8 @@ class NeuroFM(nn.Module):
                 raw = self.readout.project(part, batch[b].session_id, units)
             else:
                 raw = head.project(part)
+            if anchor is not None:
+                raw = head.anchor(raw, *anchor)
             loss_sum, count = head.loss(raw, values, valid)
             outputs.append(TargetOutput(b, name, raw, values, valid, times, units, loss_sum, count))
         if outputs:
@@ -255,7 +264,7 @@ class NeuroFM(nn.Module):
     @staticmethod
     def _query_counts(pending, n: int) -> list[int]:
         counts = [0] * n
-        for b, _, _, _, times, _ in pending:
+        for b, _, _, _, times, *_ in pending:
             counts[b] += times.shape[0]
         return counts
 
@@ -269,6 +278,23 @@ def _describe_plugin(obj: object) -> str:
             return record.describe()
     cls = type(obj)
     return f"{cls.__module__}.{cls.__qualname__}, not a registered modality plugin"
+
+
+def _last_visible(stream: StreamTensor, mask, units: Tensor | None) -> tuple[Tensor, Tensor] | None:  # noqa: ANN001
+    """``(last [K], known [K])``: each target column's value at the last visible sample before the
+    first target sample, and whether it was visible there; None when no such sample exists."""
+    first = int(np.argmax(mask.target_time))
+    earlier = np.flatnonzero(mask.visible_time[:first])
+    if earlier.size == 0:
+        return None
+    at = int(earlier[-1])
+    known = _channel_valid(stream)[at]
+    last = stream.values[at].reshape(known.shape)
+    if units is None:
+        return last, known
+    shown = torch.zeros_like(known)
+    shown[torch.from_numpy(mask.visible_units).to(known.device)] = True
+    return last[units], (known & shown)[units]
 
 
 def _channel_valid(stream: StreamTensor) -> Tensor:

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     sessions = open_dataset(out / "data")
     preset = args.preset or ("tiny" if args.quick else "small")
     model_config = default_model_config(preset, frame_size=(sim.height, sim.width))
-    steps = args.steps or (30 if args.quick else 1500)
+    steps = args.steps or (30 if args.quick else 4000)
     window_s = 1.0 if args.quick else 2.0
     training = TrainingConfig(
         steps=steps,
@@ -67,7 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="simulate mouse V1, train, evaluate every task, write a report")
     p.add_argument("--out", default="neurofm-demo", help="output folder (default: neurofm-demo)")
     p.add_argument(
-        "--steps", type=int, default=None, help="training steps (default 1500; 30 with --quick)"
+        "--steps", type=int, default=None, help="training steps (default 4000; 30 with --quick)"
     )
     p.add_argument("--preset", default=None, help="backbone size preset (default: small; tiny with --quick)")
     p.add_argument("--seed", type=int, default=0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field
+import torch
 from torch import Tensor, nn
 
 from neurofm.core.config import PluginConfig
@@ -35,6 +36,12 @@ class PoissonHead(Head):
 
     def predict(self, raw: Tensor) -> Tensor:
         return nn.functional.softplus(raw[..., 0]) + self.config.eps
+
+    def anchor(self, raw: Tensor, last: Tensor, known: Tensor) -> Tensor:
+        """Start from the last visible rate: ``raw + softplus^-1(last)`` where it is known."""
+        level = last.clamp(min=1e-3)
+        offset = torch.where(known, level + torch.log(-torch.expm1(-level)), 0.0)
+        return raw + offset[:, None]
 
     def loss(self, raw: Tensor, target: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
         rate = self.predict(raw)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+import torch
 from torch import Tensor
 
 from neurofm.core.config import PluginConfig
@@ -31,6 +32,11 @@ class RegressionHead(Head):
     def __init__(self, config: RegressionConfig, *, d_model: int, channels: int | None) -> None:
         self.params_per_channel = 2 if config.likelihood == "gaussian" else 1
         super().__init__(config, d_model=d_model, channels=channels)
+
+    def anchor(self, raw: Tensor, last: Tensor, known: Tensor) -> Tensor:
+        """The predicted mean starts from the last visible value where it is known."""
+        offset = torch.where(known, last, 0.0)
+        return torch.cat([raw[..., :1] + offset[:, None], raw[..., 1:]], dim=-1)
 
     def predict(self, raw: Tensor) -> Tensor:
         return raw[..., 0]
