@@ -248,8 +248,16 @@ class NeuroFM(nn.Module):
             head = self.head(name)
             if units is not None:
                 raw = self.readout.project(part, batch[b].session_id, units)
+                producer, want = self.readout, (q, units.numel(), self.readout.params_per_unit)
             else:
                 raw = head.project(part)
+                producer, want = head, (q, values.shape[1], head.params_per_channel)
+            if tuple(raw.shape) != want:
+                raise ValueError(
+                    f"the output for stream {name!r} from {_describe_plugin(producer)} has shape "
+                    f"{tuple(raw.shape)}; expected {list(want)} (queries, columns, parameters). "
+                    f"Report this to the plugin's authors or use another plugin."
+                )
             if anchor is not None:
                 raw = head.anchor(raw, *anchor)
             loss_sum, count = head.loss(raw, values, valid)
@@ -270,14 +278,15 @@ class NeuroFM(nn.Module):
 
 
 def _describe_plugin(obj: object) -> str:
-    """``modality plugin 'x' from <package> <version>`` for a registered encoder's class."""
+    """``<kind> plugin 'x' from <package> <version>`` for a registered plugin's instance."""
     from neurofm import registry
 
-    for record in registry.modalities.records():
-        if record.obj is type(obj):
-            return record.describe()
+    for reg in registry.REGISTRIES.values():
+        for record in reg.records():
+            if record.obj is type(obj):
+                return record.describe()
     cls = type(obj)
-    return f"{cls.__module__}.{cls.__qualname__}, not a registered modality plugin"
+    return f"{cls.__module__}.{cls.__qualname__}, not a registered plugin"
 
 
 def _last_visible(stream: StreamTensor, mask, units: Tensor | None) -> tuple[Tensor, Tensor] | None:  # noqa: ANN001

@@ -1,5 +1,5 @@
-"""A third-party encoder that returns tokens of the wrong shape is reported with its stream, package
-and version, and neurofm and the other plugins keep working. Plugins that raise on import or claim
+"""A third-party encoder, readout or head that returns outputs of the wrong shape is reported with its
+stream, package and version, and neurofm and the other plugins keep working. Plugins that raise on import or claim
 a taken name are covered in tests/test_registry.py::test_broken_third_party_plugins_are_isolated."""
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ from typing import Literal
 
 import torch
 
-from neurofm import ModalityEncoder, PluginConfig, Tokens
+from neurofm import Head, ModalityEncoder, PluginConfig, Readout, Tokens
+from neurofm.plugins.readouts.neuron_embedding import NeuronEmbeddingConfig
+from neurofm.plugins.readouts.neuron_embedding import NeuronEmbeddingReadout as _Embedding
 
 
 class WrongShapeConfig(PluginConfig):
@@ -39,10 +41,59 @@ class WrongShapeEncoder(ModalityEncoder):
     def tokenize(self, stream, unit_embeddings=None):
         n = stream.values.shape[0]
         return Tokens(torch.zeros(n, self.d_model + 1), torch.zeros(n, 2))
+
+
+class WrongShapeHeadConfig(PluginConfig):
+    type: Literal["wrongshape.head"] = "wrongshape.head"
+
+
+class WrongShapeHead(Head):
+    """Predicts one channel too few."""
+
+    Config = WrongShapeHeadConfig
+
+    def project(self, h):
+        return super().project(h)[:, :-1]
+
+    def predict(self, raw):
+        return raw[..., 0]
+
+    def loss(self, raw, target, valid):
+        return ((raw[..., 0] - target) ** 2).sum(), valid.sum()
+
+
+class WrongShapeReadoutConfig(NeuronEmbeddingConfig):
+    type: Literal["wrongshape.readout"] = "wrongshape.readout"
+
+
+class WrongShapeReadout(Readout):
+    """Delegates to the built-in embedding readout but drops the last unit's output."""
+
+    Config = WrongShapeReadoutConfig
+
+    def __init__(self, config, *, d_model, sessions, params_per_unit=1):
+        super().__init__(config, d_model=d_model, sessions=sessions, params_per_unit=params_per_unit)
+        inner = NeuronEmbeddingConfig(init_std=config.init_std)
+        self.inner = _Embedding(inner, d_model=d_model, sessions=sessions, params_per_unit=params_per_unit)
+
+    def unit_embeddings(self, session_id, units):
+        return self.inner.unit_embeddings(session_id, units)
+
+    def project(self, h, session_id, units):
+        return self.inner.project(h, session_id, units)[:, :-1]
+
+    def add_sessions(self, sessions):
+        self.inner.add_sessions(sessions)
 '''
 ENTRY_POINTS = """[neurofm.modalities]
 wrongshape.running = neurofm_wrongshape:WrongShapeEncoder
 wrongshape.unimportable = neurofm_wrongshape.unimportable:Encoder
+
+[neurofm.heads]
+wrongshape.head = neurofm_wrongshape:WrongShapeHead
+
+[neurofm.readouts]
+wrongshape.readout = neurofm_wrongshape:WrongShapeReadout
 """
 
 
@@ -72,12 +123,17 @@ def wrong_shape_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
         reg.reload()  # rediscovered lazily, after sys.path is restored
 
 
-def _config(running: str) -> ModelConfig:
+def _config(
+    running: str, readout: str = "neuron_embedding", running_head: str | None = None
+) -> ModelConfig:
+    heads = {"calcium": {"type": "poisson"}}
+    if running_head is not None:
+        heads["running"] = {"type": running_head}
     return ModelConfig.model_validate({
         "backbone": {"d_model": 16, "n_heads": 2, "n_layers": 1, "n_latents": 4},
         "modalities": {"calcium": {"type": "calcium"}, "running": {"type": running}},
-        "readout": {"type": "neuron_embedding"},
-        "heads": {"calcium": {"type": "poisson"}},
+        "readout": {"type": readout},
+        "heads": heads,
     })  # fmt: skip
 
 
@@ -108,3 +164,27 @@ def test_wrong_token_shapes_name_the_plugin_package_and_version(
     loss = model([sample], [task]).loss
     assert torch.isfinite(loss)
     loss.backward()
+
+
+def test_wrong_readout_and_head_output_shapes_name_the_plugin_package_and_version(
+    wrong_shape_package: None, tmp_path: Path
+) -> None:
+    torch.set_num_threads(1)
+    sessions = open_dataset(write_small_session(tmp_path / "data").parent)
+    sample = load_window(sessions[0], 0.0, 1.0, {"calcium": "scale", "running": "zscore"})
+
+    model = build_model(_config("running", readout="wrongshape.readout"), sessions)
+    with pytest.raises(
+        ValueError,
+        match=r"stream 'calcium' from readout plugin 'wrongshape.readout' from "
+        r"neurofm-wrongshape 1\.4\.2 has shape \(\d+, \d+, 1\); expected",
+    ):
+        model([sample], [PRESETS["responses_from_stimulus_behaviour"]])
+
+    model = build_model(_config("running", running_head="wrongshape.head"), sessions)
+    with pytest.raises(
+        ValueError,
+        match=r"stream 'running' from head plugin 'wrongshape.head' from neurofm-wrongshape "
+        r"1\.4\.2 has shape \(\d+, 0, 1\); expected \[\d+, 1, 1\]",
+    ):
+        model([sample], [PRESETS["behaviour_from_responses"]])
