@@ -289,7 +289,7 @@ def _describe_plugin(obj: object) -> str:
     return f"{cls.__module__}.{cls.__qualname__}, not a registered plugin"
 
 
-def _last_visible(stream: StreamTensor, mask, units: Tensor | None) -> tuple[Tensor, Tensor] | None:  # noqa: ANN001
+def _last_visible(stream: StreamTensor, mask, units: Tensor | None) -> tuple[Tensor, Tensor] | None:
     """``(last [K], known [K])``: each target column's value at the last visible sample before the
     first target sample, and whether it was visible there; None when no such sample exists."""
     first = int(np.argmax(mask.target_time))

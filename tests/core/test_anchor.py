@@ -31,7 +31,7 @@ def test_regression_anchor_shifts_the_mean_only() -> None:
     torch.testing.assert_close(out[..., 1], raw[..., 1])
 
 
-def _outputs(tiny_data, task: str, anchor: bool):  # noqa: ANN001, ANN202
+def _outputs(tiny_data, task: str, anchor: bool):
     sessions = open_dataset(tiny_data)
     torch.manual_seed(0)
     model = build_model(default_model_config("tiny", frame_size=(18, 32)), sessions)
@@ -44,7 +44,7 @@ def _outputs(tiny_data, task: str, anchor: bool):  # noqa: ANN001, ANN202
     return window, {o.stream: o for o in out.targets}
 
 
-def test_forecast_targets_are_anchored_at_the_last_visible_sample(tiny_data) -> None:  # noqa: ANN001
+def test_forecast_targets_are_anchored_at_the_last_visible_sample(tiny_data) -> None:
     window, plain = _outputs(tiny_data, "forecast", anchor=False)
     _, anchored = _outputs(tiny_data, "forecast", anchor=True)
     calcium = window.streams["calcium"]
@@ -54,7 +54,7 @@ def test_forecast_targets_are_anchored_at_the_last_visible_sample(tiny_data) -> 
     torch.testing.assert_close(anchored["calcium"].raw[..., 0], expected)
 
 
-def test_targets_without_a_visible_past_are_not_anchored(tiny_data) -> None:  # noqa: ANN001
+def test_targets_without_a_visible_past_are_not_anchored(tiny_data) -> None:
     _, plain = _outputs(tiny_data, "responses_from_stimulus_behaviour", anchor=False)
     _, anchored = _outputs(tiny_data, "responses_from_stimulus_behaviour", anchor=True)
     torch.testing.assert_close(anchored["calcium"].raw, plain["calcium"].raw)

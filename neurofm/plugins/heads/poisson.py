@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
 from neurofm.core.config import PluginConfig
