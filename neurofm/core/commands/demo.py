@@ -69,7 +69,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--steps", type=int, default=None, help="training steps (default 4000; 30 with --quick)"
     )
-    p.add_argument("--preset", default=None, help="backbone size preset (default: small; tiny with --quick)")
+    p.add_argument(
+        "--preset", default=None, help="backbone size preset (default: small; tiny with --quick)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="tiny data and few steps (a smoke test)")
     p.set_defaults(func=run)
