@@ -161,7 +161,28 @@ class Readout(nn.Module, ABC):
         """Make room for new sessions (fine-tuning to new animals); existing parameters are kept."""
 
     def known_sessions(self) -> list[str]:
+        """Ids of the sessions this readout has parameters for."""
         return []
+
+    @staticmethod
+    def parameter_key(session_id: str) -> str:
+        """The name a session's parameters are stored under (parameter names cannot hold ".")."""
+        return session_id.replace(".", "%2E")
+
+    @staticmethod
+    def session_of_key(key: str) -> str:
+        """Inverse of :meth:`parameter_key`."""
+        return key.replace("%2E", ".")
+
+    def checked_key(self, session_id: str) -> str:
+        """:meth:`parameter_key` of a session this readout knows; a clear ``KeyError`` otherwise."""
+        if session_id not in self.known_sessions():
+            raise KeyError(
+                f"{type(self).__name__} has no neurons for session {session_id!r}; it knows "
+                f"{self.known_sessions()}. Add the session first (readout.add_sessions; "
+                f"fine-tuning does this: neurofm finetune)."
+            )
+        return self.parameter_key(session_id)
 
 
 class Head(nn.Module, ABC):

@@ -222,10 +222,6 @@ from torch import Tensor, nn
 __all__ = ["$config", "$cls"]
 
 
-def _key(session_id: str) -> str:
-    return session_id.replace(".", "%2E")  # parameter names cannot contain "."
-
-
 class $config(PluginConfig):
     """Config of the `$name` readout (its ``type`` tag is the registered name)."""
 
@@ -265,7 +261,7 @@ class $cls(Readout):
 
     def add_sessions(self, sessions: Mapping[str, SessionUnits]) -> None:
         for session_id, units in sessions.items():
-            key = _key(session_id)
+            key = self.parameter_key(session_id)  # parameter names cannot contain "."
             if key in self.embeddings:
                 continue  # parameters of known sessions are kept
             std = self.config.init_std
@@ -274,22 +270,13 @@ class $cls(Readout):
             self.gains[key] = nn.Parameter(torch.ones(()))
 
     def known_sessions(self) -> list[str]:
-        return [k.replace("%2E", ".") for k in self.embeddings]
-
-    def _table(self, session_id: str) -> str:
-        key = _key(session_id)
-        if key not in self.embeddings:
-            raise KeyError(
-                f"readout $name has no neurons for session {session_id!r}; it knows "
-                f"{self.known_sessions()}. Add the session first (Readout.add_sessions)."
-            )
-        return key
+        return [self.session_of_key(k) for k in self.embeddings]
 
     def unit_embeddings(self, session_id: str, units: Tensor) -> Tensor:
-        return self.embeddings[self._table(session_id)][units]
+        return self.embeddings[self.checked_key(session_id)][units]
 
     def project(self, h: Tensor, session_id: str, units: Tensor) -> Tensor:
-        key = self._table(session_id)
+        key = self.checked_key(session_id)
         e = self.embeddings[key][units]  # [K, d]
         q = self.query(h).unflatten(-1, (self.params_per_unit, self.d_model))  # [Q, p, d]
         out = torch.einsum("qpd,kd->qkp", q, e) / self.d_model**0.5

@@ -30,10 +30,6 @@ from neurofm.core.interfaces import Readout, SessionUnits
 __all__ = ["GaussianConfig", "GaussianReadout"]
 
 
-def _key(session_id: str) -> str:
-    return session_id.replace(".", "%2E")
-
-
 class GaussianConfig(PluginConfig):
     """``grid_h x grid_w`` map of ``channels`` features; ``init_sigma`` (map units, 2 = whole
     map); ``learn_sigma``: learn sigma per neuron (else fixed); ``position_frequencies``: Fourier
@@ -83,7 +79,7 @@ class GaussianReadout(Readout):
         c = self.config
         device = self.to_map.weight.device
         for sid, units in sessions.items():
-            key = _key(sid)
+            key = self.parameter_key(sid)
             if key in self.mu:
                 continue
             n = units.count
@@ -99,27 +95,18 @@ class GaussianReadout(Readout):
             self.bias[key] = nn.Parameter(torch.zeros(n, self.params_per_unit, device=device))
 
     def known_sessions(self) -> list[str]:
-        return [k.replace("%2E", ".") for k in self.mu]
-
-    def _table(self, session_id: str) -> str:
-        key = _key(session_id)
-        if key not in self.mu:
-            raise KeyError(
-                f"readout has no neurons for session {session_id!r}; it knows "
-                f"{self.known_sessions()}. Add the session first (model.readout.add_sessions)."
-            )
-        return key
+        return [self.session_of_key(k) for k in self.mu]
 
     def positions(self, session_id: str, units: Tensor) -> Tensor:
         """Read-out positions ``[K, 2]`` (x, y in ``[-1, 1]``; jittered by sigma when training)."""
-        key = self._table(session_id)
+        key = self.checked_key(session_id)
         mu = self.mu[key][units].clamp(-1.0, 1.0)
         if self.training and torch.is_grad_enabled():
             mu = mu + torch.randn_like(mu) * self.log_sigma[key][units].exp()
         return mu
 
     def unit_embeddings(self, session_id: str, units: Tensor) -> Tensor:
-        key = self._table(session_id)
+        key = self.checked_key(session_id)
         freqs = 2.0 ** torch.arange(self.config.position_frequencies, device=units.device)
         angles = self.mu[key][units].clamp(-1.0, 1.0)[..., None] * freqs * math.pi  # [K, 2, F]
         fourier = torch.cat([angles.sin(), angles.cos()], -1).flatten(1)
@@ -127,7 +114,7 @@ class GaussianReadout(Readout):
 
     def project(self, h: Tensor, session_id: str, units: Tensor) -> Tensor:
         c = self.config
-        key = self._table(session_id)
+        key = self.checked_key(session_id)
         q, k = h.shape[0], units.shape[0]
         if q == 0 or k == 0:
             return h.new_zeros(q, k, self.params_per_unit) + self.bias[key][units].sum() * 0

@@ -25,10 +25,6 @@ from neurofm.core.interfaces import Readout, SessionUnits
 __all__ = ["MetadataConfig", "MetadataReadout", "area_bucket"]
 
 
-def _key(session_id: str) -> str:
-    return session_id.replace(".", "%2E")  # parameter and buffer names cannot contain "."
-
-
 def area_bucket(area: str, n_buckets: int) -> int:
     """Stable bucket of an area name (crc32; the same in every process, unlike ``hash``)."""
     return zlib.crc32(area.strip().lower().encode("utf-8")) % n_buckets
@@ -95,7 +91,7 @@ class MetadataReadout(Readout):
 
     def add_sessions(self, sessions: Mapping[str, SessionUnits]) -> None:
         for sid, units in sessions.items():
-            key = _key(sid)
+            key = self.parameter_key(sid)
             if sid in self._sessions:
                 continue
             position = np.zeros((units.count, 3), np.float32)
@@ -122,12 +118,7 @@ class MetadataReadout(Readout):
 
     def _features(self, session_id: str, units: Tensor) -> Tensor:
         """Hidden metadata features ``[K, hidden]`` of the given units."""
-        if session_id not in self._sessions:
-            raise KeyError(
-                f"readout has no metadata for session {session_id!r}; it knows "
-                f"{self._sessions}. Add the session first (model.readout.add_sessions)."
-            )
-        key = _key(session_id)
+        key = self.checked_key(session_id)
         units = units.to(self.frequencies.device)
         pos = getattr(self, f"position_{key}")[units] / self.config.position_scale_um  # [K, 3]
         angles = pos[..., None] * self.frequencies  # [K, 3, F]
@@ -138,7 +129,7 @@ class MetadataReadout(Readout):
     def _embedding(self, session_id: str, units: Tensor, hidden: Tensor) -> Tensor:
         emb = self.to_embedding(hidden)
         if self.config.residual:
-            emb = emb + self.residuals[_key(session_id)][units]
+            emb = emb + self.residuals[self.parameter_key(session_id)][units]
         return emb
 
     def unit_embeddings(self, session_id: str, units: Tensor) -> Tensor:

@@ -15,10 +15,6 @@ from neurofm.core.interfaces import Readout, SessionUnits
 __all__ = ["NeuronEmbeddingConfig", "NeuronEmbeddingReadout"]
 
 
-def _key(session_id: str) -> str:
-    return session_id.replace(".", "%2E")  # parameter names cannot contain "."
-
-
 class NeuronEmbeddingConfig(PluginConfig):
     """``init_std``: scale of the random initial embeddings."""
 
@@ -53,30 +49,23 @@ class NeuronEmbeddingReadout(Readout):
 
     def add_sessions(self, sessions: Mapping[str, SessionUnits]) -> None:
         for sid, units in sessions.items():
-            if _key(sid) in self.embeddings:
+            if self.parameter_key(sid) in self.embeddings:
                 continue
-            self.embeddings[_key(sid)] = nn.Parameter(
+            self.embeddings[self.parameter_key(sid)] = nn.Parameter(
                 torch.randn(units.count, self.d_model) * self.config.init_std
             )
-            self.biases[_key(sid)] = nn.Parameter(torch.zeros(units.count, self.params_per_unit))
+            self.biases[self.parameter_key(sid)] = nn.Parameter(
+                torch.zeros(units.count, self.params_per_unit)
+            )
 
     def known_sessions(self) -> list[str]:
-        return [k.replace("%2E", ".") for k in self.embeddings]
-
-    def _table(self, session_id: str) -> str:
-        key = _key(session_id)
-        if key not in self.embeddings:
-            raise KeyError(
-                f"readout has no neurons for session {session_id!r}; it knows "
-                f"{self.known_sessions()}. Add the session first (fine-tuning: model.add_sessions)."
-            )
-        return key
+        return [self.session_of_key(k) for k in self.embeddings]
 
     def unit_embeddings(self, session_id: str, units: Tensor) -> Tensor:
-        return self.embeddings[self._table(session_id)][units]
+        return self.embeddings[self.checked_key(session_id)][units]
 
     def project(self, h: Tensor, session_id: str, units: Tensor) -> Tensor:
-        key = self._table(session_id)
+        key = self.checked_key(session_id)
         weights = self.embeddings[key][units]  # [K, d]
         q = self.query(h).unflatten(-1, (self.params_per_unit, self.d_model))  # [Q, p, d]
         return torch.einsum("qpd,kd->qkp", q, weights) / self.d_model**0.5 + self.biases[key][units]
