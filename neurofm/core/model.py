@@ -200,6 +200,11 @@ class NeuroFM(nn.Module):
             in_t.append(torch.cat(ts) if ts else torch.zeros(0, 2, device=device))
             q_x.append(torch.cat(qs) if qs else torch.zeros(0, d, device=device))
             q_t.append(torch.cat(qts) if qts else torch.zeros(0, 2, device=device))
+        if not pending and batch:
+            # no sample has a target: one placeholder query keeps every backbone parameter in the
+            # graph (its loss is 0), so distributed gradient reductions see the same parameters
+            q_x[0] = torch.zeros(1, self.backbone.d_model, device=device)
+            q_t[0] = torch.zeros(1, 2, device=device)
         inputs = PackedSequence.pack(in_x, in_t)
         queries = PackedSequence.pack(q_x, q_t)
         durations = torch.tensor([s.duration for s in batch], device=device)
@@ -239,7 +244,9 @@ class NeuroFM(nn.Module):
 
     def _heads(self, batch, h, pending) -> ModelOutput:
         outputs: list[TargetOutput] = []
-        per_sample = list(torch.split(h, self._query_counts(pending, len(batch))))
+        per_sample = (
+            list(torch.split(h, self._query_counts(pending, len(batch)))) if pending else []
+        )
         cursor = [0] * len(batch)
         for b, name, values, valid, times, units, anchor in pending:
             q = times.shape[0]
