@@ -234,7 +234,7 @@ def main() -> None:
     )
     p.add_argument("--quick", action="store_true", help="small data and budgets (< 3 min)")
     p.add_argument(
-        "--preset", default=None, help="neurofm backbone preset (default 1M; quick: tiny)"
+        "--preset", default=None, help="neurofm backbone preset (default small; quick: tiny)"
     )
     p.add_argument("--minutes", type=float, default=None, help="neurofm training budget (wall)")
     p.add_argument(
@@ -246,7 +246,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     quiet_loss_monitor()
-    preset = args.preset or ("tiny" if args.quick else "1M")
+    preset = args.preset or ("tiny" if args.quick else "small")
     minutes = args.minutes if args.minutes is not None else (0.5 if args.quick else 5.0)
     cnn_minutes = args.cnn_minutes if args.cnn_minutes is not None else (0.5 if args.quick else 3.5)
     out = Path(args.out or f"benchmarks/results/quality{'_quick' * args.quick}")
