@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-__all__ = ["TemporalPatches", "series_tokens", "temporal_patches"]
+__all__ = ["TemporalPatches", "frames_hwc", "patch_grid", "series_tokens", "temporal_patches"]
 
 
 class TemporalPatches(tuple):
@@ -70,3 +70,31 @@ def series_tokens(embed: nn.Module, channels: int, patch: int, stream, what: str
     keep = p.valid.flatten(1).any(1)
     x = torch.cat([p.values.flatten(1), p.valid.flatten(1).to(values.dtype)], dim=1)[keep]
     return Tokens(embed(x), p.spans[keep])
+
+
+def patch_grid(
+    what: str, height: int, width: int, patch_height: int, patch_width: int
+) -> tuple[int, int]:
+    """``(rows, cols)`` of patches tiling a ``height x width`` frame; ValueError if they do not."""
+    if height % patch_height or width % patch_width:
+        raise ValueError(
+            f"{what} {height}x{width} is not divisible into patches of "
+            f"{patch_height}x{patch_width}; choose patch sizes that divide the {what}"
+        )
+    return height // patch_height, width // patch_width
+
+
+def frames_hwc(frames: Tensor, height: int, width: int, channels: int, what: str) -> Tensor:
+    """Frames ``[T, H, W]`` or ``[T, H, W, C]`` as ``[T, H, W, C]``, checked against the config.
+
+    Raises:
+        ValueError: the frame size differs from the configured one (says which config fields to set).
+    """
+    if frames.ndim == 3:
+        frames = frames.unsqueeze(-1)
+    if tuple(frames.shape[1:]) != (height, width, channels):
+        raise ValueError(
+            f"{what} encoder expects frames of {height}x{width}x{channels} (height, width, "
+            f"channels), found {tuple(frames.shape[1:])}; set height/width/channels in its config"
+        )
+    return frames

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from neurofm.core.config import PluginConfig
 from neurofm.core.interfaces import ModalityEncoder, StreamTensor, Tokens
+from neurofm.core.tokenization import frames_hwc, patch_grid
 
 __all__ = ["ImageConfig", "ImageEncoder"]
 
@@ -36,11 +37,7 @@ class ImageConfig(PluginConfig):
 
     @model_validator(mode="after")
     def _divisible(self) -> ImageConfig:
-        if self.height % self.patch_height or self.width % self.patch_width:
-            raise ValueError(
-                f"image {self.height}x{self.width} is not divisible into patches of "
-                f"{self.patch_height}x{self.patch_width}; choose patch sizes that divide the image"
-            )
+        patch_grid("image", self.height, self.width, self.patch_height, self.patch_width)
         return self
 
 
@@ -83,14 +80,7 @@ class ImageEncoder(ModalityEncoder):
 
     def tokenize(self, stream: StreamTensor, unit_embeddings: Tensor | None = None) -> Tokens:
         c = self.config
-        frames = stream.values
-        if frames.ndim == 3:
-            frames = frames.unsqueeze(-1)
-        if tuple(frames.shape[1:]) != (c.height, c.width, c.channels):
-            raise ValueError(
-                f"image encoder expects images of {c.height}x{c.width}x{c.channels} (height, width, "
-                f"channels), found {tuple(frames.shape[1:])}; set height/width/channels in its config"
-            )
+        frames = frames_hwc(stream.values, c.height, c.width, c.channels, "image")
         if frames.shape[0] == 0:
             return Tokens(frames.new_zeros(0, self.d_model), frames.new_zeros(0, 2))
         spans = self.spans(stream.times, stream.period_s)

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from neurofm.core.config import PluginConfig
 from neurofm.core.interfaces import ModalityEncoder, StreamTensor, Tokens
+from neurofm.core.tokenization import frames_hwc, patch_grid
 
 __all__ = ["MovieConfig", "MovieEncoder"]
 
@@ -32,12 +33,9 @@ class MovieConfig(PluginConfig):
 
     @model_validator(mode="after")
     def _divisible(self) -> MovieConfig:
-        if self.height % self.patch_height or self.width % self.patch_width:
-            raise ValueError(
-                f"frame {self.height}x{self.width} is not divisible into patches of "
-                f"{self.patch_height}x{self.patch_width}; choose patch sizes that divide the frame"
-            )
-        rows, cols = self.height // self.patch_height, self.width // self.patch_width
+        rows, cols = patch_grid(
+            "frame", self.height, self.width, self.patch_height, self.patch_width
+        )
         if rows % self.pool_height or cols % self.pool_width:
             raise ValueError(
                 f"the {rows}x{cols} patch grid cannot be pooled by {self.pool_height}x"
@@ -82,14 +80,7 @@ class MovieEncoder(ModalityEncoder):
 
     def tokenize(self, stream: StreamTensor, unit_embeddings: Tensor | None = None) -> Tokens:
         c = self.config
-        frames = stream.values
-        if frames.ndim == 3:
-            frames = frames.unsqueeze(-1)
-        if tuple(frames.shape[1:]) != (c.height, c.width, c.channels):
-            raise ValueError(
-                f"movie encoder expects frames of {c.height}x{c.width}x{c.channels} (height, width, "
-                f"channels), found {tuple(frames.shape[1:])}; set height/width/channels in its config"
-            )
+        frames = frames_hwc(stream.values, c.height, c.width, c.channels, "movie")
         t = frames.shape[0]
         if t == 0:
             return Tokens(frames.new_zeros(0, self.d_model), frames.new_zeros(0, 2))
