@@ -93,11 +93,14 @@ class NeuroFM(nn.Module):
         self.heads = nn.ModuleDict({_key(k): v for k, v in heads.items()})
         self.backbone = backbone
         self.readout = readout
+        # unit-scale identities: with a small init a rare stream's tokens (running: a few per
+        # window) cannot be told from a frequent one's (movie: hundreds) and are drowned out;
+        # measured in BENCHMARKS.md ("Signal per modality")
         self.stream_embedding = nn.ParameterDict(
-            {_key(k): nn.Parameter(torch.randn(d) * 0.02) for k in encoders}
+            {_key(k): nn.Parameter(torch.randn(d)) for k in encoders}
         )
         self.query_embedding = nn.ParameterDict(
-            {_key(k): nn.Parameter(torch.randn(d) * 0.02) for k in heads}
+            {_key(k): nn.Parameter(torch.randn(d)) for k in heads}
         )
         self._names = list(encoders)
         self.anchor_targets = anchor_targets
