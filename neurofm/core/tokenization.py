@@ -7,7 +7,14 @@ import math
 import torch
 from torch import Tensor, nn
 
-__all__ = ["TemporalPatches", "frames_hwc", "patch_grid", "series_tokens", "temporal_patches"]
+__all__ = [
+    "TemporalPatches",
+    "check_unit_stream",
+    "frames_hwc",
+    "patch_grid",
+    "series_tokens",
+    "temporal_patches",
+]
 
 
 class TemporalPatches(tuple):
@@ -98,3 +105,23 @@ def frames_hwc(frames: Tensor, height: int, width: int, channels: int, what: str
             f"channels), found {tuple(frames.shape[1:])}; set height/width/channels in its config"
         )
     return frames
+
+
+def check_unit_stream(
+    values: Tensor, unit_embeddings: Tensor | None, d_model: int, what: str
+) -> int:
+    """Check a per-unit stream ``[T, N]`` and its unit identities ``[N, d_model]``; returns ``N``.
+
+    Raises:
+        ValueError: the data is not 2-D, or the identities are missing or of the wrong shape.
+    """
+    if values.ndim != 2:
+        raise ValueError(f"{what} encoder expects data [T, N], found {tuple(values.shape)}")
+    n_units = values.shape[1]
+    if unit_embeddings is None or unit_embeddings.shape != (n_units, d_model):
+        found = None if unit_embeddings is None else tuple(unit_embeddings.shape)
+        raise ValueError(
+            f"{what} encoder needs unit_embeddings of shape ({n_units}, {d_model}) "
+            f"(one per unit column), found {found}"
+        )
+    return n_units

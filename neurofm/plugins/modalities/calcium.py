@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from neurofm.core.config import PluginConfig
 from neurofm.core.interfaces import ModalityEncoder, StreamTensor, Tokens
-from neurofm.core.tokenization import temporal_patches
+from neurofm.core.tokenization import check_unit_stream, temporal_patches
 
 __all__ = ["CalciumConfig", "CalciumEncoder"]
 
@@ -44,15 +44,7 @@ class CalciumEncoder(ModalityEncoder):
 
     def tokenize(self, stream: StreamTensor, unit_embeddings: Tensor | None = None) -> Tokens:
         values, valid = stream.values, stream.valid
-        if values.ndim != 2:
-            raise ValueError(f"calcium encoder expects data [T, N], found {tuple(values.shape)}")
-        n_units = values.shape[1]
-        if unit_embeddings is None or unit_embeddings.shape != (n_units, self.d_model):
-            found = None if unit_embeddings is None else tuple(unit_embeddings.shape)
-            raise ValueError(
-                f"calcium encoder needs unit_embeddings of shape ({n_units}, {self.d_model}) "
-                f"(one per neuron column), found {found}"
-            )
+        n_units = check_unit_stream(values, unit_embeddings, self.d_model, "calcium")
         p = temporal_patches(
             values, valid, stream.times, self.config.patch_samples, stream.period_s
         )

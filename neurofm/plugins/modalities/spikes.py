@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from neurofm.core.config import PluginConfig
 from neurofm.core.interfaces import ModalityEncoder, StreamTensor, Tokens
+from neurofm.core.tokenization import check_unit_stream
 
 __all__ = ["SpikesConfig", "SpikesEncoder"]
 
@@ -52,15 +53,7 @@ class SpikesEncoder(ModalityEncoder):
 
     def tokenize(self, stream: StreamTensor, unit_embeddings: Tensor | None = None) -> Tokens:
         values, valid = stream.values, stream.valid
-        if values.ndim != 2:
-            raise ValueError(f"spikes encoder expects counts [T, N], found {tuple(values.shape)}")
-        n_units = values.shape[1]
-        if unit_embeddings is None or unit_embeddings.shape != (n_units, self.d_model):
-            found = None if unit_embeddings is None else tuple(unit_embeddings.shape)
-            raise ValueError(
-                f"spikes encoder needs unit_embeddings of shape ({n_units}, {self.d_model}) "
-                f"(one per unit column), found {found}"
-            )
+        check_unit_stream(values, unit_embeddings, self.d_model, "spikes")
         valid = valid if valid.ndim == 2 else valid[:, None].expand_as(values)
         counts = torch.round(values.detach()).clamp(0, self.config.max_spikes_per_bin)
         counts = torch.where(valid, counts, 0).long()
