@@ -115,7 +115,7 @@ def plot(runs: list[dict], fits: dict, path: Path) -> None:
             1 - f["a"] * x ** -f["b"],
             "k--",
             lw=0.8,
-            label=f"fit: 1 - {f['a']:.2f} n^-{f['b']:.2f}",
+            label=f"fit: 1 - {f['a']:.2f} n^{-f['b']:.2f}",
         )
     a.set_xscale("log", base=2)
     a.set_xlabel("pretraining sessions (animals)")
@@ -204,7 +204,7 @@ def main() -> None:
               f"{r['single_trial_r']:6.3f} {r['fraction_of_ceiling']:7.3f}")  # fmt: skip
     for key, f in fits.items():
         print(
-            f"fit over {key}: 1 - r/ceiling = {f['a']:.3f} x^-{f['b']:.3f}"
+            f"fit over {key}: 1 - r/ceiling = {f['a']:.3f} x^{-f['b']:.3f} (b = {f['b']:.3f})"
             if f
             else f"fit over {key}: n/a"
         )
