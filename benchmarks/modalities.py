@@ -64,7 +64,7 @@ for _task in [*NEURAL_TASKS, GAZE_FORECAST]:
     PRESETS.setdefault(_task.name, _task)  # trainable by name
 # model -> (stimulus kind of its data, encoders, training tasks, default steps). The movie model
 # stops at 1500 steps: by 6000 it overfits the 80 training clips (stimulus+behaviour r 0.44 ->
-# 0.23); the others keep improving up to 6000 (gratings r 0.03 -> 0.32, image 0.04 -> 0.17).
+# 0.23); the image and grating models improve up to 6000 (r 0.04 -> 0.17, 0.03 -> 0.32).
 MODELS = {
     "movie": (
         "movie",
