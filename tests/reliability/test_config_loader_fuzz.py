@@ -9,12 +9,12 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from nested_paths import nested_paths
 
 from neurofm.core.builder import ExperimentConfig, default_model_config
 from neurofm.core.config import load_config_file
@@ -60,17 +60,6 @@ def test_garbage_files_give_config_errors(raw: bytes, suffix: str) -> None:
     assert _load(raw, suffix) is None
 
 
-def _paths(node: Any, prefix: tuple = ()) -> list[tuple]:
-    out = [prefix] if prefix else []
-    if isinstance(node, dict):
-        for k, v in node.items():
-            out += _paths(v, (*prefix, k))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            out += _paths(v, (*prefix, i))
-    return out
-
-
 _VALUES = st.one_of(
     st.none(),
     st.booleans(),
@@ -92,7 +81,7 @@ def test_mutated_experiment_configs_give_config_errors(data, suffix: str) -> Non
     names, numbers, types): the result loads or is refused with a ConfigError naming the file."""
     config = copy.deepcopy(VALID)
     for _ in range(data.draw(st.integers(1, 3), label="edits")):
-        path = data.draw(st.sampled_from(_paths(config)), label="path")
+        path = data.draw(st.sampled_from(nested_paths(config)), label="path")
         parent = config
         for key in path[:-1]:
             parent = parent[key]

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from nested_paths import nested_paths
 
 from neurofm.core.data import Interval, Session, StreamInput, UnitTable, write_session
 from neurofm.core.data import writer as writer_module
@@ -318,17 +319,6 @@ def test_file_paths_must_stay_in_the_folder(folder: Path, bad_file: str) -> None
 
 
 # -- corrupted manifests never raise anything but SessionFormatError -----------------------------
-def _paths(node: Any, prefix: tuple = ()) -> list[tuple]:
-    out = [prefix] if prefix else []
-    if isinstance(node, dict):
-        for k, v in node.items():
-            out += _paths(v, (*prefix, k))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            out += _paths(v, (*prefix, i))
-    return out
-
-
 _VALUES = st.one_of(
     st.none(),
     st.booleans(),
@@ -348,7 +338,7 @@ _VALUES = st.one_of(
 def test_corrupted_manifests_give_format_errors(written: Path, data: st.DataObject) -> None:
     manifest = json.loads((written / MANIFEST_NAME).read_text())
     for _ in range(data.draw(st.integers(1, 3), label="edits")):
-        paths = _paths(manifest)
+        paths = nested_paths(manifest)
         path = data.draw(st.sampled_from(paths), label="path")
         parent = manifest
         for key in path[:-1]:
