@@ -3,16 +3,16 @@ recorded vs with that stream taken from another test window (a mismatch control)
 
     python benchmarks/modalities.py [--steps N] [--only movie running ...]
 
-Four models are trained (steps: see ``MODELS``, or ``--steps``): on simulated movie sessions one
-with the movie and behaviour and one with calcium and spike counts (the neural streams), and one
-each on image and grating sessions. Each row then evaluates one task twice on the same model: once
+Five models are trained (steps: see ``MODELS``, or ``--steps``): on simulated movie sessions one
+with the movie and behaviour, one with calcium and spike counts (the neural streams) and one with
+the eye position alone; and one each on image and grating sessions. Each row then evaluates one task twice on the same model: once
 as recorded, once with one stream replaced by the same stream of another test window (of a
 different stimulus clip). The neural rows show the activity of the first 32 neurons (calcium, or
 spike counts) and predict the calcium of the other 32; their control replaces only the shown
 neurons. If the model relies on the stream, r drops. r is the correlation of predicted with
 expected (noise-free) calcium, averaged over neurons. For gratings the script also reports how
 often the model's tuning recovers each neuron's simulated preferred orientation. The
-``gaze_forecast`` row (a fifth model, eye position only) predicts the second half of each window's
+``gaze_forecast`` row (the eye-position model) predicts the second half of each window's
 eye position from the first, scored against the recorded eye position; its control replaces the
 first half.
 """
@@ -103,9 +103,14 @@ def simulation(kind: str, args) -> SimulationConfig:
     )  # fmt: skip
 
 
+def steps_for(name: str, args) -> int:
+    """Training steps of model ``name``: ``--steps`` if given, else its default in ``MODELS``."""
+    return args.steps or MODELS[name][3]
+
+
 def train(sessions, name: str, args):
-    _, encoders, tasks, default_steps = MODELS[name]
-    steps = args.steps or default_steps
+    _, encoders, tasks, _ = MODELS[name]
+    steps = steps_for(name, args)
     torch.manual_seed(args.seed)
     target = "calcium" if "calcium" in encoders else "gaze"
     head = {"type": "poisson" if target == "calcium" else "regression"}
@@ -206,8 +211,8 @@ def main() -> None:
             sessions = open_dataset(data)
             start = time.perf_counter()
             models[name] = (train(sessions, name, args), sessions)
-            used = args.steps or MODELS[name][3]
-            print(f"  [{name} model: {used} steps in {time.perf_counter() - start:.0f} s]")
+            elapsed = time.perf_counter() - start
+            print(f"  [{name} model: {steps_for(name, args)} steps in {elapsed:.0f} s]")
         model, sessions = models[name]
         task = get_task(task_name)
         r = correlations(model, sessions, task, None)
