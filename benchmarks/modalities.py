@@ -9,12 +9,12 @@ the eye position alone; and one each on image and grating sessions. Each row the
 task twice on the same model: once as recorded, once with one stream replaced by the same stream
 of another test window (of a different stimulus clip). The neural rows show the activity of the
 first 32 neurons (calcium, or spike counts) and predict the calcium of the other 32; their
-control replaces only the shown neurons. If the model relies on the stream, r drops. r is the correlation of predicted with
-expected (noise-free) calcium, averaged over neurons. For gratings the script also reports how
-often the model's tuning recovers each neuron's simulated preferred orientation. The
-``gaze_forecast`` row (the eye-position model) predicts the second half of each window's
-eye position from the first, scored against the recorded eye position; its control replaces the
-first half.
+control replaces only the shown neurons. If the model relies on the stream, r drops. r is the
+correlation of predicted with expected (noise-free) calcium, averaged over neurons. For gratings
+the script also reports how often the model's tuning recovers each neuron's simulated preferred
+orientation. The ``gaze_forecast`` row (the eye-position model) predicts the second half of each
+window's eye position from the first, scored against the recorded eye position; its control
+replaces the first half.
 """
 
 from __future__ import annotations
