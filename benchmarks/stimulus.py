@@ -1,6 +1,6 @@
 """The stimulus path: movie -> responses on simulated V1, for backbone variants and seeds.
 
-    python benchmarks/stimulus.py                       # 2 vs 4 heads, 2 seeds each (~3 min)
+    python benchmarks/stimulus.py     # latent-only decoder vs the preset, 2 seeds each (~3 min)
     python benchmarks/stimulus.py --variants '{"n_heads": 4, "n_latents": 64}' --seeds 0,1,2
 
 Each variant (a JSON object of backbone settings over the ``small`` preset) trains a model from
@@ -50,7 +50,10 @@ def ln_r(sessions, inputs: list[str], normalization) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--variants", nargs="*", default=['{"n_heads": 2}', '{"n_heads": 4}'])
+    p.add_argument(
+        "--variants", nargs="*", default=['{"decoder_reads_inputs": false}', "{}"],
+        help="JSON objects of backbone settings over the small preset; {} is the preset itself",
+    )  # fmt: skip
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--lr", type=float, default=1e-3)

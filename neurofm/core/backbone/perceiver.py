@@ -173,6 +173,17 @@ class PerceiverIO(nn.Module):
             AttentionBlock(config, rotary, backend, cross=False) for _ in range(config.n_layers)
         )
         self.decoder = AttentionBlock(config, rotary, backend, cross=True)
+        self.input_decoder = (
+            AttentionBlock(config, rotary, backend, cross=True)
+            if config.decoder_reads_inputs
+            else None
+        )
+        if self.input_decoder is not None:
+            # zero-initialised residual branches: the block starts as the identity, so a model
+            # begins as the latent-only decoder and learns what to read from the inputs
+            for layer in (self.input_decoder.attn.out_proj, self.input_decoder.mlp.net[2]):
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
         self.norm_out = nn.LayerNorm(config.d_model)
         if config.compile:
             for module in self.modules():
@@ -227,4 +238,12 @@ class PerceiverIO(nn.Module):
                 z = layer(z, None, lat_seqlens, lat_times)
         latents = PackedSequence(x=z, times=lat_times, seqlens=lat_seqlens)
         out = self.decoder(queries.x, latents, queries.seqlens, queries.times)
+        if self.input_decoder is not None:
+            lookback = self.config.decoder_lookback_s
+            if lookback is None:
+                out = self.input_decoder(out, inputs, queries.seqlens, queries.times)
+            else:
+                reach = queries.times.clone()
+                reach[:, 0] -= lookback
+                out = self.input_decoder(out, inputs, queries.seqlens, queries.times, True, reach)
         return self.norm_out(out)

@@ -36,6 +36,11 @@ class BackboneConfig(BaseModel):
         local_every: 0: every self-attention block is global; ``k > 0``: blocks ``k-1, 2k-1, ...``
             are global and the others time-local (a latent sees its neighbours in time).
         rotary_min_period_s, rotary_max_period_s: period range of the rotary time embedding.
+        decoder_reads_inputs: the output queries also cross-attend to the input tokens (after the
+            latents), so a query can read the stimulus near its own time directly instead of only
+            through the latent summary.
+        decoder_lookback_s: with ``decoder_reads_inputs``, a query at ``[t, t_end)`` sees only the
+            input tokens overlapping ``[t - decoder_lookback_s, t_end)``; None: all of its sample's.
         compile: ``torch.compile`` the per-token compute of each block.
     """
 
@@ -51,6 +56,8 @@ class BackboneConfig(BaseModel):
     local_every: int = 0
     rotary_min_period_s: float = 0.01
     rotary_max_period_s: float = 100.0
+    decoder_reads_inputs: bool = False
+    decoder_lookback_s: float | None = None
     compile: bool = False
 
     @model_validator(mode="after")
@@ -69,6 +76,10 @@ class BackboneConfig(BaseModel):
             raise ValueError("need n_layers >= 0, n_latents >= 1 and local_every >= 0")
         if self.mlp_ratio <= 0 or not 0.0 <= self.dropout < 1.0:
             raise ValueError("need mlp_ratio > 0 and 0 <= dropout < 1")
+        if self.decoder_lookback_s is not None and self.decoder_lookback_s < 0:
+            raise ValueError(
+                f"decoder_lookback_s must be >= 0 seconds or None, got {self.decoder_lookback_s}"
+            )
         if not 0 < self.rotary_min_period_s <= self.rotary_max_period_s:
             raise ValueError("need 0 < rotary_min_period_s <= rotary_max_period_s")
         return self
@@ -88,39 +99,46 @@ def tiny() -> BackboneConfig:
     return BackboneConfig(d_model=32, n_heads=2, n_layers=1, n_latents=8)
 
 
+# output queries also read the input tokens of the last second (see docs/backbone.md)
+_READ_INPUTS = {"decoder_reads_inputs": True, "decoder_lookback_s": 1.0}
+
+
 def small() -> BackboneConfig:
-    """For CPU demos: d 64, 4 heads, 2 layers, 16 latents (about 0.1M backbone parameters).
+    """For CPU demos: d 64, 4 heads, 2 layers, 16 latents, output queries that also read the
+    inputs of the last second (about 0.25M backbone parameters).
 
     Four heads of width 16 rather than two of 32: the encoder's cross-attention then pools the
     stimulus tokens into twice as many separate averages per latent (movie -> responses on
-    simulated V1, mean of 2 seeds: r 0.15 -> 0.21; see BENCHMARKS.md).
+    simulated V1, mean of 2 seeds: r 0.15 -> 0.21). Reading the inputs from the output queries
+    (``decoder_reads_inputs``, 1 s lookback): r 0.22 -> 0.28, mean of 4 seeds; BENCHMARKS.md.
     """
-    return BackboneConfig(d_model=64, n_heads=4, n_layers=2, n_latents=16)
+    return BackboneConfig(d_model=64, n_heads=4, n_layers=2, n_latents=16, **_READ_INPUTS)
 
 
 def preset_1m() -> BackboneConfig:
-    """About 1.5M parameters: d 256, 4 heads, 2 layers (narrow MLP keeps it near its name)."""
+    """About 1.5M parameters: d 256, 4 heads, 2 layers (narrow MLP keeps it near its name; the
+    input-reading decoder block would add 0.4M, so it is left out)."""
     return BackboneConfig(d_model=256, n_heads=4, n_layers=2, n_latents=32, mlp_ratio=1.0)
 
 
 def preset_5m() -> BackboneConfig:
-    """About 6M parameters: d 256, 4 heads, 6 layers."""
-    return BackboneConfig(d_model=256, n_heads=4, n_layers=6, n_latents=32)
+    """About 7M parameters: d 256, 4 heads, 6 layers."""
+    return BackboneConfig(d_model=256, n_heads=4, n_layers=6, n_latents=32, **_READ_INPUTS)
 
 
 def preset_20m() -> BackboneConfig:
-    """About 25M parameters: d 512, 8 heads, 6 layers."""
-    return BackboneConfig(d_model=512, n_heads=8, n_layers=6, n_latents=64)
+    """About 28M parameters: d 512, 8 heads, 6 layers."""
+    return BackboneConfig(d_model=512, n_heads=8, n_layers=6, n_latents=64, **_READ_INPUTS)
 
 
 def preset_80m() -> BackboneConfig:
-    """About 100M parameters: d 768, 12 heads, 12 layers."""
-    return BackboneConfig(d_model=768, n_heads=12, n_layers=12, n_latents=128)
+    """About 106M parameters: d 768, 12 heads, 12 layers."""
+    return BackboneConfig(d_model=768, n_heads=12, n_layers=12, n_latents=128, **_READ_INPUTS)
 
 
 def preset_300m() -> BackboneConfig:
-    """About 330M parameters: d 1024, 16 heads, 24 layers."""
-    return BackboneConfig(d_model=1024, n_heads=16, n_layers=24, n_latents=256)
+    """About 340M parameters: d 1024, 16 heads, 24 layers."""
+    return BackboneConfig(d_model=1024, n_heads=16, n_layers=24, n_latents=256, **_READ_INPUTS)
 
 
 PRESETS: dict[str, Callable[[], BackboneConfig]] = {

@@ -133,8 +133,10 @@ def wrap_for_training(
         from torch.distributed.fsdp import fully_shard
 
         backbone = model.backbone
-        for block in [backbone.encoder, *backbone.layers, backbone.decoder]:
-            fully_shard(block)
+        blocks = [backbone.encoder, *backbone.layers, backbone.decoder, backbone.input_decoder]
+        for block in blocks:
+            if block is not None:
+                fully_shard(block)
         fully_shard(step)
         return step
     device_ids = [model.device.index] if model.device.type == "cuda" else None

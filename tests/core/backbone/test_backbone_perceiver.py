@@ -54,9 +54,17 @@ def _assert_packed_equals_separate(model, in_lens, q_lens, durations, seed=0) ->
             torch.testing.assert_close(packed[i], alone, atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("local_every", [0, 2])
-def test_packed_batch_equals_each_sample_alone(local_every) -> None:
-    model = _model(local_every=local_every)
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"local_every": 2},
+        {"decoder_reads_inputs": True},
+        {"decoder_reads_inputs": True, "decoder_lookback_s": 0.5},
+    ],
+)
+def test_packed_batch_equals_each_sample_alone(overrides) -> None:
+    model = _model(**overrides)
     _assert_packed_equals_separate(model, (7, 0, 12, 7), (3, 2, 5, 3), (2.0, 1.0, 2.0, 0.5))
 
 
@@ -90,6 +98,40 @@ def test_perturbing_one_sample_leaves_others_unchanged() -> None:
         out = model(inputs.with_x(x), queries.with_x(q), lat)
     torch.testing.assert_close(out[:4], base[:4], atol=0, rtol=0)
     assert not torch.allclose(out[4:], base[4:])
+
+
+@pytest.mark.parametrize("lookback", [None, 0.5])
+def test_decoder_reads_the_inputs_within_its_lookback(lookback) -> None:
+    gen = torch.Generator().manual_seed(1)
+    spans = torch.tensor([[0.0, 0.1], [0.9, 1.0], [1.8, 1.9]])
+    inputs = PackedSequence.pack([torch.randn(3, D, generator=gen)], [spans])
+    query_spans = torch.tensor([[0.3, 0.4], [1.5, 1.6]])
+    queries = PackedSequence.pack([torch.randn(2, D, generator=gen)], [query_spans])
+    x = inputs.x.clone()
+    x[0] += torch.randn(D, generator=gen)  # the token at [0, 0.1) s
+    outs = {}
+    for reads, trained in ((False, False), (True, False), (True, True)):
+        model = _model(decoder_reads_inputs=reads, decoder_lookback_s=lookback)
+        with torch.no_grad():  # latents that ignore the inputs: only the decoder can read them
+            model.encoder.attn.out_proj.weight.zero_()
+            model.encoder.attn.out_proj.bias.zero_()
+            if trained:  # the block's residual branches start at zero; give them weights
+                for layer in (model.input_decoder.attn.out_proj, model.input_decoder.mlp.net[2]):
+                    layer.weight.normal_(generator=gen)
+            lat = model.latent_times(torch.tensor([2.0]))
+            outs[reads, trained] = (
+                model(inputs, queries, lat),
+                model(inputs.with_x(x), queries, lat),
+            )
+    for untrained in ((False, False), (True, False)):  # a new block is the identity
+        base, moved = outs[untrained]
+        torch.testing.assert_close(moved, base, atol=0, rtol=0)
+    base, moved = outs[True, True]
+    assert not torch.allclose(moved[0], base[0])  # 0.3 s: the token is within 0.5 s before it
+    if lookback is None:
+        assert not torch.allclose(moved[1], base[1])
+    else:  # 1.5 s: the token is 1.4 s earlier, beyond the lookback
+        torch.testing.assert_close(moved[1], base[1], atol=0, rtol=0)
 
 
 def test_sample_without_inputs_is_finite_and_trains() -> None:

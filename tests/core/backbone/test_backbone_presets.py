@@ -37,6 +37,8 @@ def test_config_rejects_bad_values() -> None:
         BackboneConfig(d_model=30, n_heads=4)
     with pytest.raises(ValidationError):
         BackboneConfig(attention="flash")
+    with pytest.raises(ValidationError, match="decoder_lookback_s"):
+        BackboneConfig(decoder_reads_inputs=True, decoder_lookback_s=-1.0)
 
 
 def test_local_every_marks_global_layers() -> None:
