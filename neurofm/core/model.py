@@ -10,6 +10,7 @@ Example (parts passed in as objects; see docs/tutorials/custom-model.md)::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -64,8 +65,10 @@ class NeuroFM(nn.Module):
         heads: stream name -> head, for every stream that can be a target.
         anchor_targets: when a task shows a stream's past and asks for its future (forecasting),
             pass each target column's last visible value to its head (:meth:`Head.anchor`), so the
-            model learns the change from persistence rather than the whole value. Measured on
-            simulated V1: see BENCHMARKS.md.
+            model learns the change from persistence rather than the whole value. The anchor's
+            weight decays with the time since that value, ``exp(-elapsed / tau)``, with one
+            learned ``tau`` per stream, so far horizons lean on the model rather than on the last
+            value. Measured on simulated V1: see BENCHMARKS.md.
     """
 
     def __init__(
@@ -104,6 +107,10 @@ class NeuroFM(nn.Module):
         )
         self._names = list(encoders)
         self.anchor_targets = anchor_targets
+        # log of each target stream's anchor time constant (seconds); starts near persistence
+        self.anchor_log_tau = nn.ParameterDict(
+            {_key(k): nn.Parameter(torch.full((1,), math.log(10.0))) for k in heads}
+        )
         # vocabulary recorded in checkpoints (filled by the builders; empty for hand-built models)
         self.session_units: dict[str, object] = {}
         self.target_channels: dict[str, int] = {}
@@ -269,7 +276,12 @@ class NeuroFM(nn.Module):
                     f"Report this to the plugin's authors or use another plugin."
                 )
             if anchor is not None:
-                raw = head.anchor(raw, *anchor)
+                last, known, at = anchor
+                weight = torch.exp(
+                    -(times - at).clamp(min=0) / self.anchor_log_tau[_key(name)].exp()
+                )
+                shape = (-1,) + (1,) * (raw.ndim - 1)
+                raw = raw + weight.view(shape) * (head.anchor(raw, last, known) - raw)
             loss_sum, count = head.loss(raw, values, valid)
             outputs.append(TargetOutput(b, name, raw, values, valid, times, units, loss_sum, count))
         if outputs:
@@ -299,9 +311,12 @@ def _describe_plugin(obj: object) -> str:
     return f"{cls.__module__}.{cls.__qualname__}, not a registered plugin"
 
 
-def _last_visible(stream: StreamTensor, mask, units: Tensor | None) -> tuple[Tensor, Tensor] | None:
-    """``(last [K], known [K])``: each target column's value at the last visible sample before the
-    first target sample, and whether it was visible there; None when no such sample exists."""
+def _last_visible(
+    stream: StreamTensor, mask, units: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor] | None:
+    """``(last [K], known [K], time [])``: each target column's value at the last visible sample
+    before the first target sample, whether it was visible there, and that sample's time; None
+    when no such sample exists."""
     first = int(np.argmax(mask.target_time))
     earlier = np.flatnonzero(mask.visible_time[:first])
     if earlier.size == 0:
@@ -310,10 +325,10 @@ def _last_visible(stream: StreamTensor, mask, units: Tensor | None) -> tuple[Ten
     known = _channel_valid(stream)[at]
     last = stream.values[at].reshape(known.shape)
     if units is None:
-        return last, known
+        return last, known, stream.times[at]
     shown = torch.zeros_like(known)
     shown[torch.from_numpy(mask.visible_units).to(known.device)] = True
-    return last[units], (known & shown)[units]
+    return last[units], (known & shown)[units], stream.times[at]
 
 
 def _channel_valid(stream: StreamTensor) -> Tensor:

@@ -41,20 +41,41 @@ def _outputs(tiny_data, task: str, anchor: bool):
     window = load_window(sessions[0], iv.start, 1.0, model.normalization())
     with torch.no_grad():
         out = model([window], [get_task(task)], np.random.default_rng(0))
-    return window, {o.stream: o for o in out.targets}
+    return window, {o.stream: o for o in out.targets}, model
 
 
 def test_forecast_targets_are_anchored_at_the_last_visible_sample(tiny_data) -> None:
-    window, plain = _outputs(tiny_data, "forecast", anchor=False)
-    _, anchored = _outputs(tiny_data, "forecast", anchor=True)
+    window, plain, _ = _outputs(tiny_data, "forecast", anchor=False)
+    _, anchored, model = _outputs(tiny_data, "forecast", anchor=True)
     calcium = window.streams["calcium"]
     last_visible = int(np.flatnonzero(calcium.times.numpy() < 0.5).max())
     last = calcium.values[last_visible].clamp(min=1e-3)
-    expected = plain["calcium"].raw[..., 0] + (last + torch.log(-torch.expm1(-last)))
+    # the anchor's weight decays with the time since the last visible sample
+    elapsed = anchored["calcium"].times - calcium.times[last_visible]
+    weight = torch.exp(-elapsed / model.anchor_log_tau["calcium"].exp())
+    assert (elapsed > 0).all() and (weight < 1).all() and (weight[1:] < weight[:-1]).all()
+    offset = last + torch.log(-torch.expm1(-last))
+    expected = plain["calcium"].raw[..., 0] + weight[:, None] * offset
     torch.testing.assert_close(anchored["calcium"].raw[..., 0], expected)
 
 
 def test_targets_without_a_visible_past_are_not_anchored(tiny_data) -> None:
-    _, plain = _outputs(tiny_data, "responses_from_stimulus_behaviour", anchor=False)
-    _, anchored = _outputs(tiny_data, "responses_from_stimulus_behaviour", anchor=True)
+    _, plain, _ = _outputs(tiny_data, "responses_from_stimulus_behaviour", anchor=False)
+    _, anchored, _ = _outputs(tiny_data, "responses_from_stimulus_behaviour", anchor=True)
     torch.testing.assert_close(anchored["calcium"].raw, plain["calcium"].raw)
+
+
+def test_the_anchor_time_constant_is_learned(tiny_data) -> None:
+    sessions = open_dataset(tiny_data)
+    torch.manual_seed(0)
+    model = build_model(default_model_config("tiny", frame_size=(18, 32)), sessions)
+    iv = sessions[0].intervals("train")[0]
+    window = load_window(sessions[0], iv.start, 1.0, model.normalization())
+    model([window], [get_task("forecast")], np.random.default_rng(0)).loss.backward()
+    assert float(model.anchor_log_tau["calcium"].grad.abs()) > 0
+    model.zero_grad()
+    model([window], [get_task("responses_from_stimulus")], np.random.default_rng(0)).loss.backward()
+    assert (
+        model.anchor_log_tau["calcium"].grad is None
+        or not model.anchor_log_tau["calcium"].grad.any()
+    )
