@@ -87,6 +87,7 @@ class TrainingConfig(StrictModel):
             "responses_from_stimulus_behaviour": 2.0,
             "behaviour_from_responses": 1.0,
             "forecast": 1.0,
+            "causal_50_stimulus_behaviour": 1.0,
             "population_random": 1.0,
         }
     )
