@@ -1,7 +1,7 @@
 """Per modality: does the trained model use it? Response r on the test tier with the stream as
 recorded vs with that stream taken from another test window (a mismatch control).
 
-    python benchmarks/modalities.py [--steps N] [--only movie running ...]
+    python benchmarks/modalities.py [--steps N] [--only movie running ...] [--backbone JSON]
 
 Five models are trained (steps: see ``MODELS``, or ``--steps``): on simulated movie sessions one
 with the movie and behaviour, one with calcium and spike counts (the neural streams) and one with
@@ -20,6 +20,7 @@ replaces the first half.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -115,7 +116,8 @@ def train(sessions, name: str, args):
     target = "calcium" if "calcium" in encoders else "gaze"
     head = {"type": "poisson" if target == "calcium" else "regression"}
     config = ModelConfig.model_validate(
-        {"backbone": get_preset("small").model_dump(), "modalities": encoders,
+        {"backbone": get_preset("small").model_copy(update=json.loads(args.backbone)).model_dump(),
+         "modalities": encoders,
          "readout": {"type": "neuron_embedding"}, "heads": {target: head}}
     )  # fmt: skip
     model = build_model(config, sessions)
@@ -192,6 +194,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", nargs="*", default=list(ROWS), choices=list(ROWS))
+    parser.add_argument(
+        "--backbone",
+        default="{}",
+        help="settings over the small preset, e.g. '{\"n_latents\": 64}'",
+    )
     args = parser.parse_args()
     if args.neurons < 2 * HALF:
         parser.error(f"--neurons must be at least {2 * HALF} (the neural rows show {HALF})")

@@ -32,10 +32,10 @@ from neurofm.core.builder import TrainingConfig, build_model
 from neurofm.core.evaluation.evaluate import evaluate
 from neurofm.core.training.finetune import finetune
 
-# backbone sizes: a named preset, or numbers (the "small" size sits between tiny and 1M)
+# backbone sizes: a named preset and optional overrides of its numbers
 SIZES = {
     "tiny": ("tiny", None),
-    "small": ("tiny", {"d_model": 64, "n_heads": 4, "n_layers": 2, "n_latents": 16}),
+    "small": ("small", None),
     "1M": ("1M", None),
 }
 
