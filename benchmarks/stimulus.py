@@ -8,6 +8,7 @@ the movie alone (task ``responses_from_stimulus``; with ``--behaviour``, movie a
 ``responses_from_stimulus_behaviour``) for ``--steps`` steps per seed, and reports the correlation
 of predicted with expected (noise-free) calcium on the test tier (10 test clips x 5 repeats per
 session, so the figure is not one clip's), with an LN model fitted to the same inputs.
+``--readout`` picks the readout plugin (default ``neuron_embedding``).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def main() -> None:
         help="JSON objects of backbone settings over the small preset; {} is the preset itself",
     )  # fmt: skip
     p.add_argument("--seeds", default="0,1")
+    p.add_argument("--readout", default="neuron_embedding", help="readout plugin name")
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--behaviour", action="store_true", help="movie + running -> responses")
@@ -83,7 +85,7 @@ def main() -> None:
             torch.manual_seed(seed)
             config = ModelConfig.model_validate(
                 {"backbone": backbone.model_dump(), "modalities": streams,
-                 "readout": {"type": "neuron_embedding"}, "heads": {"calcium": {"type": "poisson"}}}
+                 "readout": {"type": args.readout}, "heads": {"calcium": {"type": "poisson"}}}
             )  # fmt: skip
             model = build_model(config, sessions)
             training = TrainingConfig(
