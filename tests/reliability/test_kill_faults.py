@@ -24,15 +24,24 @@ from neurofm.errors import SessionFormatError
 sys.path.insert(0, str(Path(__file__).parents[1] / "plugins" / "sources"))
 from source_fixtures import make_experanto
 
-# Runs the CLI in a child process that reports each session it finished writing, so the parent can
-# kill it while the output is known to be half done.
+# Runs the CLI in a child process that reports the first session it finished writing, so the parent
+# can kill it while the output is known to be half done. After the second session the child waits:
+# the kill lands somewhere between the end of the first session and the end of the second, never
+# after the last one (small sessions can all be written within the parent's random delay).
 CHILD = """
 import sys
+import time
 import {module} as target
 real = target.{function}
+calls = 0
 def reporting(*args, **kwargs):
+    global calls
     result = real(*args, **kwargs)
-    print("session written", flush=True)
+    calls += 1
+    if calls == 1:
+        print("session written", flush=True)
+    else:
+        time.sleep(120)
     return result
 target.{function} = reporting
 from neurofm.core.cli import main
