@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from modalities import correlations
+from modalities import FRAME, correlations
 
 from neurofm.core.backbone.presets import get_preset
 from neurofm.core.baselines.ln import fit_linear_nonlinear
@@ -32,7 +32,7 @@ from neurofm.core.data.simulation import SimulationConfig
 from neurofm.core.tasks import get_task
 from neurofm.core.training.trainer import Trainer
 
-MOVIE = {"type": "movie", "height": 18, "width": 32, "patch_height": 6, "patch_width": 8}
+MOVIE = {"type": "movie", **FRAME}
 
 
 def ln_r(sessions, inputs: list[str], normalization) -> float:

@@ -31,14 +31,19 @@ def test_regression_anchor_shifts_the_mean_only() -> None:
     torch.testing.assert_close(out[..., 1], raw[..., 1])
 
 
-def _outputs(tiny_data, task: str, anchor: bool):
+def _model_and_window(tiny_data):
+    """A tiny model (seed 0) and the first 1 s of the first session's first train interval."""
     sessions = open_dataset(tiny_data)
     torch.manual_seed(0)
     model = build_model(default_model_config("tiny", frame_size=(18, 32)), sessions)
+    iv = sessions[0].intervals("train")[0]
+    return model, load_window(sessions[0], iv.start, 1.0, model.normalization())
+
+
+def _outputs(tiny_data, task: str, anchor: bool):
+    model, window = _model_and_window(tiny_data)
     model.anchor_targets = anchor
     model.eval()
-    iv = sessions[0].intervals("train")[0]
-    window = load_window(sessions[0], iv.start, 1.0, model.normalization())
     with torch.no_grad():
         out = model([window], [get_task(task)], np.random.default_rng(0))
     return window, {o.stream: o for o in out.targets}, model
@@ -66,11 +71,7 @@ def test_targets_without_a_visible_past_are_not_anchored(tiny_data) -> None:
 
 
 def test_the_anchor_time_constant_is_learned(tiny_data) -> None:
-    sessions = open_dataset(tiny_data)
-    torch.manual_seed(0)
-    model = build_model(default_model_config("tiny", frame_size=(18, 32)), sessions)
-    iv = sessions[0].intervals("train")[0]
-    window = load_window(sessions[0], iv.start, 1.0, model.normalization())
+    model, window = _model_and_window(tiny_data)
     model([window], [get_task("forecast")], np.random.default_rng(0)).loss.backward()
     assert float(model.anchor_log_tau["calcium"].grad.abs()) > 0
     model.zero_grad()
