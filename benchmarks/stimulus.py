@@ -1,14 +1,23 @@
-"""The stimulus path: movie -> responses on simulated V1, for backbone variants and seeds.
+"""The stimulus path: movie -> responses on simulated V1, per model pathway and seed.
 
-    python benchmarks/stimulus.py     # latent-only decoder vs the preset, 2 seeds each (~3 min)
-    python benchmarks/stimulus.py --variants '{"n_heads": 4, "n_latents": 64}' --seeds 0,1,2
+    python benchmarks/stimulus.py                      # both pathways, seeds 0,1 (1 thread each)
+    python benchmarks/stimulus.py --pathways retinotopic --seeds 0,1,2,3 --out DIR
 
-Each variant (a JSON object of backbone settings over the ``small`` preset) trains a model from
-the movie alone (task ``responses_from_stimulus``; with ``--behaviour``, movie and running on
-``responses_from_stimulus_behaviour``) for ``--steps`` steps per seed, and reports the correlation
-of predicted with expected (noise-free) calcium on the test tier (10 test clips x 5 repeats per
-session, so the figure is not one clip's), with an LN model fitted to the same inputs.
-``--readout`` picks the readout plugin (default ``neuron_embedding``).
+Pathways (each over the ``small`` backbone preset):
+
+- ``tubelet``: the tubelet movie encoder and the ``neuron_embedding`` readout; the movie reaches a
+  neuron only through the backbone (the version before the stimulus path);
+- ``retinotopic``: the default model's stimulus path: the ``movie_core`` encoder (a shared
+  convolutional core) and the ``retinotopic`` readout, which reads each neuron's drive at its own
+  place on the screen; the backbone gives the per-neuron modulation.
+
+Each trains from the movie alone (task ``responses_from_stimulus``; with ``--behaviour``, movie,
+running and gaze on ``responses_from_stimulus_behaviour``) for ``--steps`` steps per seed and
+reports the correlation of predicted with expected (noise-free) calcium on the test tier (10 test
+clips x 5 repeats per session), next to an LN model fitted to the same inputs. For the
+retinotopic pathway it also reports how well the screen position each neuron's readout settles on
+matches the simulator's receptive-field centre (``rf_center_deg``, at zero gaze): Pearson r per
+axis over all neurons of all sessions, with a scatter plot (``rf_scatter_seed<N>.png``).
 """
 
 from __future__ import annotations
@@ -21,18 +30,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from modalities import FRAME, correlations
+from modalities import correlations
 
 from neurofm.core.backbone.presets import get_preset
 from neurofm.core.baselines.ln import fit_linear_nonlinear
-from neurofm.core.builder import ModelConfig, TrainingConfig, build_model
+from neurofm.core.builder import ModelConfig, TrainingConfig, build_model, default_model_config
 from neurofm.core.data import open_dataset
 from neurofm.core.data.simulate_to_disk import simulate_to_disk
 from neurofm.core.data.simulation import SimulationConfig
 from neurofm.core.tasks import get_task
 from neurofm.core.training.trainer import Trainer
+from neurofm.plugins.readouts.retinotopic import RetinotopicReadout
 
-MOVIE = {"type": "movie", **FRAME}
+FRAME = (18, 32)
+TUBELETS = {"type": "movie", "height": 18, "width": 32, "patch_height": 6, "patch_width": 8}
 
 
 def ln_r(sessions, inputs: list[str], normalization) -> float:
@@ -49,19 +60,70 @@ def ln_r(sessions, inputs: list[str], normalization) -> float:
     return float(np.nanmean(rs))
 
 
+def model_config(pathway: str, behaviour: bool) -> ModelConfig:
+    """The model of ``pathway`` for the benchmark's 18x32 movie."""
+    default = default_model_config("small", frame_size=FRAME).model_dump()
+    streams = {"calcium": {"type": "calcium"}, "movie": default["modalities"]["movie"]}
+    readout = default["readout"]
+    if pathway == "tubelet":
+        streams["movie"], readout = TUBELETS, {"type": "neuron_embedding"}
+    elif pathway != "retinotopic":
+        raise SystemExit(f"unknown pathway {pathway!r}; choose tubelet or retinotopic")
+    if behaviour:
+        streams.update(running={"type": "running"}, gaze={"type": "gaze"})
+    return ModelConfig.model_validate(
+        {"backbone": get_preset("small").model_dump(), "modalities": streams,
+         "readout": readout, "heads": {"calcium": {"type": "poisson"}}}
+    )  # fmt: skip
+
+
+def receptive_fields(model, sessions) -> tuple[np.ndarray, np.ndarray]:
+    """``(readout positions [N, 2], true centres [N, 2])`` in degrees (x right, y up) over every
+    neuron of every session."""
+    found, true = [], []
+    for s in sessions:
+        mu = model.readout.screen_positions(s.session_id).cpu().numpy().astype(np.float64)
+        height, width = s.stream_spec("movie").data.shape[1:3]
+        deg_per_px = SCREEN_WIDTH_DEG / width
+        found.append(np.stack([mu[:, 0] * width / 2, -mu[:, 1] * height / 2], 1) * deg_per_px)
+        true.append(np.asarray(s.ground_truth("rf_center_deg"), np.float64))
+    return np.concatenate(found), np.concatenate(true)
+
+
+SCREEN_WIDTH_DEG = SimulationConfig().screen_width_deg
+
+
+def plot_rf(found: np.ndarray, true: np.ndarray, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(7, 3.4))
+    for ax, axis, label in zip(axes, (0, 1), ("azimuth x", "elevation y"), strict=True):
+        r = np.corrcoef(found[:, axis], true[:, axis])[0, 1]
+        ax.scatter(true[:, axis], found[:, axis], s=6, alpha=0.6)
+        lo, hi = true[:, axis].min(), true[:, axis].max()
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.7)
+        ax.set_xlabel(f"true RF centre {label} (deg)")
+        ax.set_ylabel("readout position (deg)")
+        ax.set_title(f"{label}: r = {r:.3f}", fontsize=9)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument(
-        "--variants", nargs="*", default=['{"decoder_reads_inputs": false}', "{}"],
-        help="JSON objects of backbone settings over the small preset; {} is the preset itself",
-    )  # fmt: skip
+    p.add_argument("--pathways", nargs="*", default=["tubelet", "retinotopic"])
     p.add_argument("--seeds", default="0,1")
-    p.add_argument("--readout", default="neuron_embedding", help="readout plugin name")
     p.add_argument("--steps", type=int, default=1500)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--behaviour", action="store_true", help="movie + running -> responses")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--behaviour", action="store_true", help="movie + running + gaze -> responses")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--data", default=None, help="simulated data folder (default: a temporary one)")
+    p.add_argument("--out", default="benchmarks/results/stimulus", help="figures and JSON")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     sim = SimulationConfig.tiny().model_copy(
@@ -69,40 +131,51 @@ def main() -> None:
                     neurons_per_session=64, n_test_clips=10)
     )  # fmt: skip
     root = Path(args.data or tempfile.mkdtemp()) / "stimulus"
-    if not root.exists():
-        simulate_to_disk(root, sim, progress=False)
+    if not (root / "simulation.json").exists():
+        simulate_to_disk(root, sim, progress=False, overwrite=True)
     sessions = open_dataset(root)
-    streams = {"calcium": {"type": "calcium"}, "movie": MOVIE}
-    if args.behaviour:
-        streams["running"] = {"type": "running"}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     task = "responses_from_stimulus_behaviour" if args.behaviour else "responses_from_stimulus"
-    print(f"{task}: {args.steps} steps, lr {args.lr:g}, batch 8; r with expected calcium")
-    ln_printed = False
-    for variant in args.variants:
-        backbone = get_preset("small").model_copy(update=json.loads(variant))
-        rs = []
+    print(f"{task}: {args.steps} steps, lr {args.lr:g}, batch 8, {args.threads} thread(s); "
+          f"r with expected calcium", flush=True)  # fmt: skip
+    results: dict = {}
+    normalization = None
+    for pathway in args.pathways:
+        rows = []
         for seed in [int(s) for s in args.seeds.split(",")]:
             torch.manual_seed(seed)
-            config = ModelConfig.model_validate(
-                {"backbone": backbone.model_dump(), "modalities": streams,
-                 "readout": {"type": args.readout}, "heads": {"calcium": {"type": "poisson"}}}
-            )  # fmt: skip
-            model = build_model(config, sessions)
+            model = build_model(model_config(pathway, args.behaviour), sessions)
+            normalization = model.normalization()
             training = TrainingConfig(
                 steps=args.steps, batch_size=8, lr=args.lr, warmup_steps=20, eval_every=10**6,
-                tasks={task: 1.0},
+                tasks={task: 1.0}, device="cpu", seed=seed,
             )  # fmt: skip
             start = time.perf_counter()
             Trainer(model, sessions, training, window_s=2.0, progress=False).fit()
-            rs.append(correlations(model.eval(), sessions, get_task(task), None))
-            print(f"  {variant} seed {seed}: r {rs[-1]:.3f} ({time.perf_counter() - start:.0f} s)")
-        print(f"{variant}: mean r {np.mean(rs):.3f} over {len(rs)} seeds", flush=True)
-        if not ln_printed:
-            inputs = [n for n in streams if n != "calcium"]
-            print(
-                f"LN ({', '.join(inputs)}): r {ln_r(sessions, inputs, model.normalization()):.3f}"
-            )
-            ln_printed = True
+            seconds = time.perf_counter() - start
+            row = {"seed": seed, "seconds": seconds,
+                   "r": correlations(model.eval(), sessions, get_task(task), None)}  # fmt: skip
+            line = f"  {pathway} seed {seed}: r {row['r']:.3f} ({seconds:.0f} s)"
+            if isinstance(model.readout, RetinotopicReadout):
+                found, true = receptive_fields(model, sessions)
+                row["rf_r"] = [float(np.corrcoef(found[:, a], true[:, a])[0, 1]) for a in (0, 1)]
+                line += f", RF centre r x {row['rf_r'][0]:.3f} y {row['rf_r'][1]:.3f}"
+                plot_rf(found, true, out / f"rf_scatter_seed{seed}.png",
+                        f"{pathway}, seed {seed}, {args.steps} steps: readout position vs "
+                        f"simulated RF centre ({len(true)} neurons)")  # fmt: skip
+            print(line, flush=True)
+            rows.append(row)
+        rs = [r["r"] for r in rows]
+        print(f"{pathway}: mean r {np.mean(rs):.3f} (sd {np.std(rs):.3f}) over {len(rs)} seeds",
+              flush=True)  # fmt: skip
+        results[pathway] = rows
+    inputs = ["movie", "running", "gaze"] if args.behaviour else ["movie"]
+    ln = ln_r(sessions, inputs, normalization)
+    print(f"LN ({', '.join(inputs)}): r {ln:.3f}")
+    payload = {"task": task, "steps": args.steps, "threads": args.threads, "ln_r": ln,
+               "pathways": results}  # fmt: skip
+    (out / "stimulus.json").write_text(json.dumps(payload, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,14 @@ What is checked, for every kind:
       the data pipeline does) never produce NaN;
     - weights saved with safetensors and loaded into a freshly built module give identical outputs.
 
+For the stimulus path: a :class:`~neurofm.PositionedStimulusEncoder` must give, in one
+``encode_batch`` call over several samples (one of them empty), one output per sample whose tokens
+are those of ``tokenize`` and whose feature maps are ``[T, feature_channels, H, W]`` at times
+within the stream's, the same in a batch as alone (in eval mode). A
+:class:`~neurofm.StimulusReadout` is built with ``feature_channels``; ``project_stimulus`` with no
+view must equal ``project``, and with views (with and without an eye position) it must give
+``[Q, K, p]`` outputs that depend on the features, with gradients to them.
+
 Synthetic input of the right form, for modality encoders: per-unit encoders get ``values [T, N]``
 with ``unit_embeddings [N, d_model]``; encoders whose config has ``height``/``width`` get frames
 ``[T, H, W]`` (``[T, H, W, C]`` when ``channels > 1``); every other encoder gets ``[T, C]`` with
@@ -48,10 +56,15 @@ from torch import Tensor, nn
 from neurofm import registry
 from neurofm.core.config import PluginConfig
 from neurofm.core.interfaces import (
+    FeatureMap,
     Head,
     ModalityEncoder,
+    PositionedOutput,
+    PositionedStimulusEncoder,
     Readout,
     SessionUnits,
+    StimulusReadout,
+    StimulusView,
     StreamTensor,
     Tokens,
 )
@@ -268,6 +281,61 @@ def check_modality(
     _check_tokens(what, partial, d_model, duration)
 
     _check_reload(what, build, encoder, lambda m: (m.tokenize(stream, units).features,))
+    if isinstance(encoder, PositionedStimulusEncoder):
+        _check_positioned(what, encoder, stream, empty, d_model)
+
+
+def _check_positioned(
+    what: str,
+    encoder: PositionedStimulusEncoder,
+    stream: StreamTensor,
+    empty: StreamTensor,
+    d_model: int,
+) -> None:
+    channels = getattr(encoder, "feature_channels", None)
+    if not isinstance(channels, int) or channels < 1:
+        raise _fail(what, f"feature_channels must be set to a positive int, found {channels!r}")
+    half = StreamTensor(
+        stream.values[: stream.n_samples // 2], stream.valid[: stream.n_samples // 2],
+        stream.times[: stream.n_samples // 2], stream.period_s,
+    )  # fmt: skip
+    encoder.eval()
+    with torch.no_grad():
+        outputs = encoder.encode_batch([stream, empty, half])
+        alone = [encoder.encode_batch([s])[0] for s in (stream, half)]
+    encoder.train()
+    if not isinstance(outputs, list) or len(outputs) != 3:
+        raise _fail(what, "encode_batch must return a list with one PositionedOutput per stream")
+    for label, out, src in (("full", outputs[0], stream), ("empty", outputs[1], empty),
+                            ("half", outputs[2], half)):  # fmt: skip
+        if not isinstance(out, PositionedOutput) or not isinstance(out.features, FeatureMap):
+            raise _fail(what, f"encode_batch gave {type(out).__name__} for the {label} sample")
+        _check_tokens(what, out.tokens, d_model, None)
+        v, t = out.features.values, out.features.times
+        if v.ndim != 4 or v.shape[1] != channels or tuple(t.shape) != (v.shape[0],):
+            raise _fail(
+                what,
+                f"feature map of the {label} sample is {tuple(v.shape)} with times "
+                f"{tuple(t.shape)}; expected [T, {channels}, H, W] and [T]",
+            )
+        _check_finite(what, "feature map", v)
+        if (
+            src.n_samples
+            and v.shape[0]
+            and (
+                t.min() < src.times.min() - 1e-6 or t.max() > src.times.max() + src.period_s + 1e-6
+            )
+        ):
+            raise _fail(what, f"feature-map times of the {label} sample lie outside its stream's")
+    if outputs[1].features.values.shape[0] or len(outputs[1].tokens):
+        raise _fail(what, "an empty stream must give no tokens and a feature map of zero steps")
+    for b, one in ((0, alone[0]), (2, alone[1])):
+        both = outputs[b]
+        if not (
+            torch.allclose(both.features.values, one.features.values, atol=1e-5)
+            and torch.allclose(both.tokens.features, one.tokens.features, atol=1e-5)
+        ):
+            raise _fail(what, "a sample's output in a batch differs from its output alone")
 
 
 # -- readouts ---------------------------------------------------------------------------------
@@ -300,9 +368,13 @@ def check_readout(
     )
     sessions = {"s-a": _session_units("s-a", 7, 0), "s.b": _session_units("s.b", 4, 1)}
 
+    extra: dict[str, Any] = {}
+    if issubclass(readout_cls, StimulusReadout):
+        extra["feature_channels"] = 4
+
     def build() -> Readout:
         return readout_cls(
-            config, d_model=d_model, sessions=sessions, params_per_unit=params_per_unit
+            config, d_model=d_model, sessions=sessions, params_per_unit=params_per_unit, **extra
         )
 
     torch.manual_seed(0)
@@ -347,6 +419,44 @@ def check_readout(
 
     readout = build()
     _check_reload(what, build, readout, lambda m: (m.project(h, "s.b", torch.tensor([0, 3])),))
+    if isinstance(readout, StimulusReadout):
+        _check_stimulus_readout(what, readout, h, units, params_per_unit)
+
+
+def _check_stimulus_readout(
+    what: str, readout: StimulusReadout, h: Tensor, units: Tensor, p: int
+) -> None:
+    generator = torch.Generator().manual_seed(1)
+    times = torch.arange(h.shape[0], dtype=torch.float32) / 10.0
+    values = torch.randn(8, readout.feature_channels, 5, 7, generator=generator)
+    values.requires_grad_(True)
+    fmap = FeatureMap(values, torch.arange(8, dtype=torch.float32) / 20.0, 1 / 20.0)
+    eye = torch.randn(8, 2, generator=generator)
+    readout.eval()
+    with torch.no_grad():
+        plain = readout.project(h, "s-a", units)
+        none = readout.project_stimulus(h, "s-a", units, times, [])
+    if not torch.allclose(plain, none, atol=1e-6):
+        raise _fail(what, "project_stimulus with no stimulus view must equal project")
+    for label, views in (("a view", [StimulusView(fmap)]),
+                         ("a view with an eye position", [StimulusView(fmap, eye)]),
+                         ("two views", [StimulusView(fmap), StimulusView(fmap, eye)])):  # fmt: skip
+        raw = readout.project_stimulus(h, "s-a", units, times, views)
+        if tuple(raw.shape) != (h.shape[0], len(units), p):
+            raise _fail(
+                what, f"project_stimulus with {label} gave {tuple(raw.shape)}, expected "
+                f"[{h.shape[0]}, {len(units)}, {p}]",
+            )  # fmt: skip
+        _check_finite(what, f"outputs with {label}", raw)
+    values.grad = None
+    raw.sum().backward()
+    if values.grad is None or not bool(values.grad.abs().sum() > 0):
+        raise _fail(what, "project_stimulus outputs do not depend on the feature map")
+    with torch.no_grad():
+        empty = readout.project_stimulus(h[:0], "s-a", units, times[:0], [StimulusView(fmap)])
+    if tuple(empty.shape) != (0, len(units), p):
+        raise _fail(what, f"no queries gave {tuple(empty.shape)}")
+    readout.train()
 
 
 # -- heads ------------------------------------------------------------------------------------

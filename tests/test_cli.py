@@ -141,5 +141,5 @@ def test_train_reports_config_problems(tmp_path: Path) -> None:
     )
     code, _, stderr = _run(["train", str(config), "--out", str(tmp_path / "ckpt")])
     assert code == 2
-    assert "Did you mean 'movie'?" in stderr and "data.path" in stderr
+    assert "Did you mean 'movie' or 'movie_core'?" in stderr and "data.path" in stderr
     assert not (tmp_path / "ckpt").exists()

@@ -149,7 +149,7 @@ def test_global_registries_hold_the_builtins() -> None:
 
 
 def test_unknown_name_suggests_close_ones() -> None:
-    with pytest.raises(UnknownPluginError, match=r"Did you mean 'movie'\?") as info:
+    with pytest.raises(UnknownPluginError, match=r"Did you mean 'movie' or 'movie_core'\?") as info:
         registry.modalities.get("moive")
     assert "neurofm plugins" in str(info.value)
     assert isinstance(info.value, LookupError)

@@ -10,8 +10,9 @@ from pydantic import Field, model_validator
 from neurofm import registry
 from neurofm.core.backbone import BackboneConfig, PerceiverIO, get_preset
 from neurofm.core.config import PluginConfig, StrictModel, plugin_config_field
+from neurofm.core.conv_core import CoreConfig
 from neurofm.core.data.session import Session
-from neurofm.core.interfaces import SessionUnits
+from neurofm.core.interfaces import PositionedStimulusEncoder, SessionUnits, StimulusReadout
 from neurofm.core.model import NeuroFM
 
 __all__ = [
@@ -109,41 +110,58 @@ class ExperimentConfig(StrictModel):
 
 
 def default_model_config(
-    preset: str = "tiny", *, frame_size: tuple[int, int] = (36, 64)
+    preset: str = "tiny", *, frame_size: tuple[int, int] = (36, 64), stimulus_path: bool = False
 ) -> ModelConfig:
     """The built-in mouse V1 model: movie, pupil, running -> calcium, with behaviour heads.
 
-    ``frame_size`` (height, width) of the movie; tubelets tile each side in 4 (or 3, 2, 1 if 4 does
-    not divide it).
+    ``frame_size`` (height, width) of the movie.
+
+    With ``stimulus_path`` the model has both paths into a neuron's prediction
+    (docs/concepts.md): the movie goes through a shared convolutional core (``movie_core``) whose
+    feature map the ``retinotopic`` readout reads at each neuron's place on the screen (shifted
+    by the gaze, so a ``gaze`` modality is added), and the core's pooled tokens, with behaviour
+    and neural tokens, go through the backbone. Frames are average-pooled by
+    ``min(height, width) // 18`` (at least 1) before the core, which keeps about 18 rows; the
+    ``tiny`` preset gets a smaller core (8 channels, 2 blocks) for fast tests. It is not yet the
+    default: on 2 CPU cores a training step costs several times the backbone-only model's
+    (BENCHMARKS.md, "Stimulus path").
+
+    Without it (the default), the movie is cut into tubelets (``movie``) that tile each side in 4
+    (or 3, 2, 1 if 4 does not divide it), and the ``neuron_embedding`` readout reads the backbone.
     """
     h, w = frame_size
+    heads = {
+        "calcium": {"type": "poisson"},
+        "pupil": {"type": "regression"},
+        "running": {"type": "regression"},
+    }
+    behaviour = {"pupil": {"type": "pupil"}, "running": {"type": "running"}}
+    if not stimulus_path:
 
-    def patch(side: int) -> int:
-        return side // next(n for n in (4, 3, 2, 1) if side % n == 0)
+        def patch(side: int) -> int:
+            return side // next(n for n in (4, 3, 2, 1) if side % n == 0)
 
+        movie = {"type": "movie", "height": h, "width": w, "patch_height": patch(h),
+                 "patch_width": patch(w)}  # fmt: skip
+        return ModelConfig.model_validate(
+            {"backbone": get_preset(preset).model_dump(),
+             "modalities": {"movie": movie, **behaviour, "calcium": {"type": "calcium"}},
+             "readout": {"type": "neuron_embedding"}, "heads": heads}
+        )  # fmt: skip
+    core = {"input_pool": max(1, min(h, w) // 18)}
+    if preset == "tiny":
+        core.update(channels=8, layers=2, spatial_kernels=(9, 5), temporal_kernels=(9, 5))
+    core_config = CoreConfig.model_validate(core)
+    map_h, map_w = core_config.map_size(h, w)
+    movie = {"type": "movie_core", "height": h, "width": w, "core": core_config.model_dump(),
+             "token_rows": min(4, map_h), "token_cols": min(4, map_w)}  # fmt: skip
     return ModelConfig.model_validate(
-        {
-            "backbone": get_preset(preset).model_dump(),
-            "modalities": {
-                "movie": {
-                    "type": "movie",
-                    "height": h,
-                    "width": w,
-                    "patch_height": patch(h),
-                    "patch_width": patch(w),
-                },
-                "pupil": {"type": "pupil"},
-                "running": {"type": "running"},
-                "calcium": {"type": "calcium"},
-            },
-            "readout": {"type": "neuron_embedding"},
-            "heads": {
-                "calcium": {"type": "poisson"},
-                "pupil": {"type": "regression"},
-                "running": {"type": "regression"},
-            },
-        }
-    )
+        {"backbone": get_preset(preset).model_dump(),
+         "modalities": {"movie": movie, **behaviour, "gaze": {"type": "gaze"},
+                        "calcium": {"type": "calcium"}},
+         "readout": {"type": "retinotopic", "mask_height": map_h, "mask_width": map_w},
+         "heads": heads}
+    )  # fmt: skip
 
 
 def session_units(sessions: Sequence[Session]) -> dict[str, SessionUnits]:
@@ -230,7 +248,12 @@ def build_model_from_units(
         readout_cfg = config.readout or registry.readouts.get("neuron_embedding").Config()
         per_unit_heads = [heads[n] for n, e in encoders.items() if e.per_unit and n in heads]
         p = max((h.params_per_channel for h in per_unit_heads), default=1)
-        readout = _build("readouts", readout_cfg, d_model=d, sessions=units, params_per_unit=p)
+        kwargs = {}
+        if issubclass(registry.readouts.get(readout_cfg.type), StimulusReadout):
+            kwargs["feature_channels"] = _feature_channels(encoders, readout_cfg.type)
+        readout = _build(
+            "readouts", readout_cfg, d_model=d, sessions=units, params_per_unit=p, **kwargs
+        )
     model = NeuroFM(
         encoders=encoders, backbone=PerceiverIO(config.backbone), readout=readout, heads=heads
     )
@@ -238,3 +261,27 @@ def build_model_from_units(
     model.target_channels = dict(channels)
     model.model_config = config
     return model
+
+
+def _feature_channels(encoders: Mapping[str, object], readout: str) -> int:
+    """The channel count of the model's positioned features (one for all positioned encoders)."""
+    counts = {
+        name: enc.feature_channels
+        for name, enc in encoders.items()
+        if isinstance(enc, PositionedStimulusEncoder)
+    }
+    if not counts:
+        found = ", ".join(f"{n!r} ({type(e).__name__})" for n, e in encoders.items())
+        raise ValueError(
+            f"readout {readout!r} reads positioned stimulus features, but no modality of the model "
+            f"gives them (modalities: {found or 'none'}). Use a stimulus encoder that gives them "
+            f"(built-in: 'movie_core') or a readout that reads the backbone alone "
+            f"(e.g. 'neuron_embedding')."
+        )
+    if len(set(counts.values())) > 1:
+        raise ValueError(
+            f"the positioned stimulus encoders give feature maps of different channel counts "
+            f"{counts}; readout {readout!r} reads them with one set of weights, so give every "
+            f"core the same number of channels"
+        )
+    return next(iter(counts.values()))

@@ -7,7 +7,7 @@ plugins). Core code talks to plugins only through these methods.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -18,12 +18,17 @@ from torch import Tensor, nn
 from neurofm.core.config import PluginConfig
 
 __all__ = [
+    "FeatureMap",
     "Head",
     "ModalityEncoder",
     "Normalization",
+    "PositionedOutput",
+    "PositionedStimulusEncoder",
     "Readout",
     "Role",
     "SessionUnits",
+    "StimulusReadout",
+    "StimulusView",
     "StreamTensor",
     "Tokens",
 ]
@@ -66,6 +71,52 @@ class Tokens:
 
     def __len__(self) -> int:
         return int(self.features.shape[0])
+
+
+@dataclass(frozen=True)
+class FeatureMap:
+    """Positioned stimulus features of one sample: a feature map over screen coordinates at the
+    encoder's own time steps (the stimulus path; see docs/concepts.md).
+
+    The map spans the whole screen: grid coordinates ``(x, y)`` in ``[-1, 1]^2`` with ``x`` to the
+    right and ``y`` down the rows (the convention of ``torch.nn.functional.grid_sample`` with
+    ``align_corners=False``), so ``(-1, -1)`` is the top-left corner of the screen. Step ``f``
+    describes the stimulus shown up to ``times[f]`` and may depend on nothing later (causal).
+
+    Shape:
+        values: ``[T, C, H, W]`` float; times: ``[T]`` seconds since the window start;
+        period_s: the nominal time between steps.
+    """
+
+    values: Tensor
+    times: Tensor
+    period_s: float
+
+    @property
+    def channels(self) -> int:
+        return int(self.values.shape[1])
+
+
+@dataclass(frozen=True)
+class PositionedOutput:
+    """What a :class:`PositionedStimulusEncoder` gives for one sample: its tokens for the backbone
+    and its positioned features for the stimulus path."""
+
+    tokens: Tokens
+    features: FeatureMap
+
+
+@dataclass(frozen=True)
+class StimulusView:
+    """What a :class:`StimulusReadout` sees of one stimulus stream of one sample.
+
+    Shape: ``features`` as :class:`FeatureMap` (``[T, C, H, W]``); ``eye`` ``[T, 2]`` the eye
+    position at ``features.times`` in the eye stream's normalised units (0 where it was not
+    visible), or None when the model reads no eye stream or the sample has none.
+    """
+
+    features: FeatureMap
+    eye: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +172,36 @@ class ModalityEncoder(nn.Module, ABC):
                 f"{type(self).__name__} streams of sample shape {sample_shape} cannot be targets"
             )
         return int(sample_shape[0])
+
+
+class PositionedStimulusEncoder(ModalityEncoder):
+    """A stimulus encoder that gives, beside its tokens, positioned features (:class:`FeatureMap`)
+    for the stimulus path: a readout deriving from :class:`StimulusReadout` reads each neuron's
+    drive from them at that neuron's place on the screen.
+
+    Beyond :class:`ModalityEncoder`, a plugin sets ``feature_channels`` (``C`` of its feature
+    maps) in ``__init__`` and implements :meth:`encode_batch`; :meth:`tokenize` is defined here
+    through it, so the tokens of one sample are those of a batch of one.
+    """
+
+    role: ClassVar[Role] = "stimulus"
+    feature_channels: int
+
+    @abstractmethod
+    def encode_batch(self, streams: Sequence[StreamTensor]) -> list[PositionedOutput]:
+        """Tokens and positioned features of every sample of a batch, in one batched call.
+
+        Args:
+            streams: the visible part of the stream of each sample (each may have zero samples).
+
+        Returns:
+            One :class:`PositionedOutput` per stream: tokens as :meth:`ModalityEncoder.tokenize`
+            gives them, and a :class:`FeatureMap` with ``feature_channels`` channels whose times
+            are within the stream's (zero steps for a stream of zero samples).
+        """
+
+    def tokenize(self, stream: StreamTensor, unit_embeddings: Tensor | None = None) -> Tokens:
+        return self.encode_batch([stream])[0].tokens
 
 
 class Readout(nn.Module, ABC):
@@ -183,6 +264,52 @@ class Readout(nn.Module, ABC):
                 f"fine-tuning does this: neurofm finetune)."
             )
         return self.parameter_key(session_id)
+
+
+class StimulusReadout(Readout):
+    """A readout that also reads the stimulus: each neuron's drive at its own place on the screen,
+    from the positioned features (:class:`FeatureMap`) of the sample's stimulus encoders, beside
+    the backbone output (the context path). The model gives it every sample's stimulus views; a
+    sample without a visible stimulus gets none and uses the context path alone, as
+    :meth:`Readout.project` does.
+
+    Args (beyond :class:`Readout`):
+        feature_channels: ``C`` of the feature maps it will read (every positioned encoder of the
+            model must give this many).
+
+    Attributes:
+        eye_stream: name of the stream holding the eye position ``[T, 2]`` that shifts the
+            neurons' positions (a gaze shifter), or None.
+    """
+
+    eye_stream: str | None = None
+
+    def __init__(
+        self,
+        config: PluginConfig,
+        *,
+        d_model: int,
+        sessions: Mapping[str, SessionUnits],
+        params_per_unit: int = 1,
+        feature_channels: int,
+    ) -> None:
+        super().__init__(
+            config, d_model=d_model, sessions=sessions, params_per_unit=params_per_unit
+        )
+        self.feature_channels = feature_channels
+
+    @abstractmethod
+    def project_stimulus(
+        self,
+        h: Tensor,
+        session_id: str,
+        units: Tensor,
+        times: Tensor,
+        stimulus: Sequence[StimulusView],
+    ) -> Tensor:
+        """Raw per-unit outputs ``[Q, K, params_per_unit]`` at query ``times [Q]`` (seconds since
+        the window start) from backbone outputs ``h [Q, d_model]`` and the sample's stimulus
+        views (possibly none: then the same as :meth:`Readout.project`)."""
 
 
 class Head(nn.Module, ABC):

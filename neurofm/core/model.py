@@ -20,10 +20,20 @@ from torch import Tensor, nn
 
 from neurofm.core.backbone import PackedSequence, PerceiverIO
 from neurofm.core.data.windows import WindowSample
-from neurofm.core.interfaces import Head, ModalityEncoder, Normalization, Readout, StreamTensor
-from neurofm.core.tasks import TaskSpec, resolve
+from neurofm.core.interfaces import (
+    FeatureMap,
+    Head,
+    ModalityEncoder,
+    Normalization,
+    PositionedStimulusEncoder,
+    Readout,
+    StimulusReadout,
+    StimulusView,
+    StreamTensor,
+)
+from neurofm.core.tasks import ResolvedMask, TaskSpec, resolve
 
-__all__ = ["ModelOutput", "NeuroFM", "TargetOutput"]
+__all__ = ["MaskedStream", "ModelOutput", "NeuroFM", "PendingTarget", "TargetOutput"]
 
 
 @dataclass
@@ -43,6 +53,31 @@ class TargetOutput:
     units: Tensor | None
     loss_sum: Tensor
     count: Tensor
+
+
+@dataclass
+class MaskedStream:
+    """One stream of one sample with the mask its task gives it."""
+
+    stream: StreamTensor
+    mask: ResolvedMask
+
+
+@dataclass
+class PendingTarget:
+    """A target block awaiting its prediction: stream ``stream`` of sample ``sample``.
+
+    Shape: values/valid ``[Q, K]``; times ``[Q]``; units ``[K]`` (per-unit streams) or None;
+    anchor ``(last [K], known [K], time [])`` (see :meth:`Head.anchor`) or None.
+    """
+
+    sample: int
+    stream: str
+    values: Tensor
+    valid: Tensor
+    times: Tensor
+    units: Tensor | None
+    anchor: tuple[Tensor, Tensor, Tensor] | None
 
 
 @dataclass
@@ -87,6 +122,7 @@ class NeuroFM(nn.Module):
                 raise ValueError(f"encoder {name!r} has d_model {enc.d_model}, backbone has {d}")
             if enc.per_unit and readout is None:
                 raise ValueError(f"stream {name!r} is per-unit (neural) but no readout was given")
+        _check_stimulus_path(encoders, readout)
         unknown = sorted(set(heads) - set(encoders))
         if unknown:
             raise ValueError(
@@ -159,17 +195,49 @@ class NeuroFM(nn.Module):
         tasks: Sequence[TaskSpec],
         rng: np.random.Generator | None = None,
     ) -> ModelOutput:
-        """Run one task per sample and return predictions and the mean loss over all targets."""
+        """Run one task per sample and return predictions and the mean loss over all targets.
+
+        The data path in named steps: :meth:`_masks` (which part of each stream is visible or a
+        target), :meth:`_encode` (tokens for the backbone; positioned stimulus features, one
+        batched call per positioned encoder), :meth:`_targets` (what to predict, as
+        :class:`PendingTarget`), the backbone, and :meth:`_heads` (readout / heads and losses).
+        """
         if len(tasks) != len(batch):
             raise ValueError(
                 f"got {len(tasks)} tasks for {len(batch)} samples; need one per sample"
             )
         rng = rng if rng is not None else np.random.default_rng(0)
+        masked = self._masks(batch, tasks, rng)
+        in_x, in_t, stimulus = self._encode(batch, masked)
+        pending, q_x, q_t = self._targets(batch, masked)
+        if not pending and batch:
+            # no sample has a target: one placeholder query keeps every backbone parameter in the
+            # graph (its loss is 0), so distributed gradient reductions see the same parameters
+            q_x[0] = torch.zeros(1, self.backbone.d_model, device=self.device)
+            q_t[0] = torch.zeros(1, 2, device=self.device)
+        inputs = PackedSequence.pack(in_x, in_t)
+        queries = PackedSequence.pack(q_x, q_t)
+        durations = torch.tensor([s.duration for s in batch], device=self.device)
+        h = self.backbone(inputs, queries, self.backbone.latent_times(durations))
+        return self._heads(batch, h, pending, stimulus)
+
+    @property
+    def query_names(self) -> set[str]:
+        return {n for n in self._names if _key(n) in self.heads}
+
+    @property
+    def reads_stimulus(self) -> bool:
+        """Whether the readout reads positioned stimulus features (the stimulus path)."""
+        return isinstance(self.readout, StimulusReadout)
+
+    # -- step 1: masks ---------------------------------------------------------------------------
+    def _masks(self, batch, tasks, rng) -> list[dict[str, MaskedStream]]:
+        """Per sample: stream name -> its stream (on the model's device) and resolved mask, for the
+        streams that take part in the sample's task."""
         device = self.device
-        in_x, in_t, q_x, q_t = [], [], [], []
-        pending: list[tuple[int, str, Tensor, Tensor, Tensor, Tensor | None]] = []
-        for b, (sample, task) in enumerate(zip(batch, tasks, strict=True)):
-            xs, ts, qs, qts = [], [], [], []
+        out = []
+        for sample, task in zip(batch, tasks, strict=True):
+            streams = {}
             for name in self._names:
                 stream = sample.streams.get(name)
                 if stream is None:
@@ -179,53 +247,47 @@ class NeuroFM(nn.Module):
                 mask = resolve(
                     task, name, enc.role, stream.times.numpy(), sample.duration, n_units, rng
                 )
-                if mask is None:
-                    continue
-                stream = _to(stream, device)
-                tokens = self._encode(enc, name, sample.session_id, stream, mask)
-                if tokens is not None:
-                    xs.append(tokens[0])
-                    ts.append(tokens[1])
-                tgt = torch.from_numpy(mask.target_time).to(device)
-                if name in self.query_names and bool(tgt.any()):
-                    units = (
-                        None
-                        if mask.target_units is None
-                        else torch.from_numpy(mask.target_units).to(device)
-                    )
-                    if units is not None and units.numel() == 0:
-                        continue
-                    values, valid = stream.values[tgt], _channel_valid(stream)[tgt]
-                    if units is not None:
-                        values, valid = values[:, units], valid[:, units]
-                    if mask.target_excluded is not None:  # entries that are also visible inputs
-                        valid = valid & ~torch.from_numpy(mask.target_excluded).to(device)
-                    times = stream.times[tgt]
-                    qs.append(self.query_embedding[_key(name)].expand(times.shape[0], -1))
-                    qts.append(torch.stack([times, times + stream.period_s], -1))
-                    anchor = _last_visible(stream, mask, units) if self.anchor_targets else None
-                    pending.append((b, name, values, valid, times, units, anchor))
-            d = self.backbone.d_model
-            in_x.append(torch.cat(xs) if xs else torch.zeros(0, d, device=device))
-            in_t.append(torch.cat(ts) if ts else torch.zeros(0, 2, device=device))
-            q_x.append(torch.cat(qs) if qs else torch.zeros(0, d, device=device))
-            q_t.append(torch.cat(qts) if qts else torch.zeros(0, 2, device=device))
-        if not pending and batch:
-            # no sample has a target: one placeholder query keeps every backbone parameter in the
-            # graph (its loss is 0), so distributed gradient reductions see the same parameters
-            q_x[0] = torch.zeros(1, self.backbone.d_model, device=device)
-            q_t[0] = torch.zeros(1, 2, device=device)
-        inputs = PackedSequence.pack(in_x, in_t)
-        queries = PackedSequence.pack(q_x, q_t)
-        durations = torch.tensor([s.duration for s in batch], device=device)
-        h = self.backbone(inputs, queries, self.backbone.latent_times(durations))
-        return self._heads(batch, h, pending)
+                if mask is not None:
+                    streams[name] = MaskedStream(_to(stream, device), mask)
+            out.append(streams)
+        return out
 
-    @property
-    def query_names(self) -> set[str]:
-        return {n for n in self._names if _key(n) in self.heads}
+    # -- step 2: encode --------------------------------------------------------------------------
+    def _encode(self, batch, masked):
+        """Input tokens per sample (features ``[n, d]``, spans ``[n, 2]``) and, per sample, the
+        stimulus views the readout reads. Positioned encoders run once per batch."""
+        d, device = self.backbone.d_model, self.device
+        xs: list[list[Tensor]] = [[] for _ in batch]
+        ts: list[list[Tensor]] = [[] for _ in batch]
+        stimulus: list[list[StimulusView]] = [[] for _ in batch]
+        for name in self._names:
+            enc = self.encoder(name)
+            visible = []
+            for b, streams in enumerate(masked):
+                if name in streams:
+                    sub = self._visible(enc, batch[b].session_id, streams[name])
+                    if sub is not None:
+                        visible.append((b, *sub))
+            if not visible:
+                continue
+            if isinstance(enc, PositionedStimulusEncoder):
+                outputs = enc.encode_batch([sub for _, sub, _ in visible])
+                for (b, _, _), out in zip(visible, outputs, strict=True):
+                    self._add_tokens(name, enc, out.tokens, xs[b], ts[b])
+                    if self.reads_stimulus and out.features.values.shape[0]:
+                        self._check_features(name, enc, out.features)
+                        eye = self._eye(masked[b], out.features.times)
+                        stimulus[b].append(StimulusView(out.features, eye))
+            else:
+                for b, sub, unit_emb in visible:
+                    self._add_tokens(name, enc, enc.tokenize(sub, unit_emb), xs[b], ts[b])
+        in_x = [torch.cat(x) if x else torch.zeros(0, d, device=device) for x in xs]
+        in_t = [torch.cat(t) if t else torch.zeros(0, 2, device=device) for t in ts]
+        return in_x, in_t, stimulus
 
-    def _encode(self, enc, name, session_id, stream, mask):
+    def _visible(self, enc, session_id, masked: MaskedStream):
+        """``(visible sub-stream, unit identities or None)``, or None when nothing is visible."""
+        stream, mask = masked.stream, masked.mask
         vis = torch.from_numpy(mask.visible_time).to(stream.values.device)
         if not bool(vis.any()):
             return None
@@ -239,7 +301,9 @@ class NeuroFM(nn.Module):
                 return None
             sub = StreamTensor(sub.values[:, units], sub.valid[:, units], sub.times, sub.period_s)
             unit_emb = self.readout.unit_embeddings(session_id, units)
-        tokens = enc.tokenize(sub, unit_emb)
+        return sub, unit_emb
+
+    def _add_tokens(self, name, enc, tokens, xs: list, ts: list) -> None:
         if tokens.features.shape[-1] != self.backbone.d_model or tokens.times.shape != (
             len(tokens),
             2,
@@ -250,40 +314,112 @@ class NeuroFM(nn.Module):
                 f"[n, {self.backbone.d_model}] and [n, 2]. Report this to the plugin's authors or "
                 f"use another modality plugin for the stream."
             )
-        return tokens.features + self.stream_embedding[_key(name)], tokens.times
+        if len(tokens):
+            xs.append(tokens.features + self.stream_embedding[_key(name)])
+            ts.append(tokens.times)
 
-    def _heads(self, batch, h, pending) -> ModelOutput:
+    def _check_features(self, name, enc, features: FeatureMap) -> None:
+        v = features.values
+        if (
+            v.ndim != 4
+            or v.shape[1] != self.readout.feature_channels
+            or features.times.shape != (v.shape[0],)
+        ):
+            raise ValueError(
+                f"encoder for stream {name!r} ({_describe_plugin(enc)}) returned a feature map "
+                f"{tuple(v.shape)} with times {tuple(features.times.shape)}; the readout "
+                f"({_describe_plugin(self.readout)}) expects [T, {self.readout.feature_channels}, "
+                f"H, W] and [T]. Report this to the plugin's authors."
+            )
+
+    def _eye(self, streams: dict[str, MaskedStream], times: Tensor) -> Tensor | None:
+        """The readout's eye stream at ``times [T]`` (linear interpolation of its visible samples;
+        0 — the mean — where it is not visible), or None when the sample has none visible."""
+        name = self.readout.eye_stream
+        if name is None or name not in streams:
+            return None
+        stream, mask = streams[name].stream, streams[name].mask
+        vis = torch.from_numpy(mask.visible_time).to(stream.values.device)
+        if not bool(vis.any()):
+            return None
+        values = stream.values[vis].reshape(int(vis.sum()), -1)[:, :2]
+        return _interpolate(stream.times[vis], values, times)
+
+    # -- step 3: targets -------------------------------------------------------------------------
+    def _targets(self, batch, masked):
+        """Every target block as a :class:`PendingTarget`, and each sample's output queries."""
+        d, device = self.backbone.d_model, self.device
+        pending: list[PendingTarget] = []
+        q_x: list[Tensor] = []
+        q_t: list[Tensor] = []
+        for b, streams in enumerate(masked):
+            qs, qts = [], []
+            for name, item in streams.items():
+                stream, mask = item.stream, item.mask
+                tgt = torch.from_numpy(mask.target_time).to(device)
+                if name not in self.query_names or not bool(tgt.any()):
+                    continue
+                units = (
+                    None
+                    if mask.target_units is None
+                    else torch.from_numpy(mask.target_units).to(device)
+                )
+                if units is not None and units.numel() == 0:
+                    continue
+                values, valid = stream.values[tgt], _channel_valid(stream)[tgt]
+                if units is not None:
+                    values, valid = values[:, units], valid[:, units]
+                if mask.target_excluded is not None:  # entries that are also visible inputs
+                    valid = valid & ~torch.from_numpy(mask.target_excluded).to(device)
+                times = stream.times[tgt]
+                qs.append(self.query_embedding[_key(name)].expand(times.shape[0], -1))
+                qts.append(torch.stack([times, times + stream.period_s], -1))
+                anchor = _last_visible(stream, mask, units) if self.anchor_targets else None
+                pending.append(PendingTarget(b, name, values, valid, times, units, anchor))
+            q_x.append(torch.cat(qs) if qs else torch.zeros(0, d, device=device))
+            q_t.append(torch.cat(qts) if qts else torch.zeros(0, 2, device=device))
+        return pending, q_x, q_t
+
+    # -- step 4: readout and heads ---------------------------------------------------------------
+    def _heads(self, batch, h, pending: list[PendingTarget], stimulus) -> ModelOutput:
         outputs: list[TargetOutput] = []
         per_sample = (
             list(torch.split(h, self._query_counts(pending, len(batch)))) if pending else []
         )
         cursor = [0] * len(batch)
-        for b, name, values, valid, times, units, anchor in pending:
+        for p in pending:
+            b, name, times, units = p.sample, p.stream, p.times, p.units
             q = times.shape[0]
             part = per_sample[b][cursor[b] : cursor[b] + q]
             cursor[b] += q
             head = self.head(name)
             if units is not None:
-                raw = self.readout.project(part, batch[b].session_id, units)
+                sid = batch[b].session_id
+                if self.reads_stimulus:
+                    raw = self.readout.project_stimulus(part, sid, units, times, stimulus[b])
+                else:
+                    raw = self.readout.project(part, sid, units)
                 producer, want = self.readout, (q, units.numel(), self.readout.params_per_unit)
             else:
                 raw = head.project(part)
-                producer, want = head, (q, values.shape[1], head.params_per_channel)
+                producer, want = head, (q, p.values.shape[1], head.params_per_channel)
             if tuple(raw.shape) != want:
                 raise ValueError(
                     f"the output for stream {name!r} from {_describe_plugin(producer)} has shape "
                     f"{tuple(raw.shape)}; expected {list(want)} (queries, columns, parameters). "
                     f"Report this to the plugin's authors or use another plugin."
                 )
-            if anchor is not None:
-                last, known, at = anchor
+            if p.anchor is not None:
+                last, known, at = p.anchor
                 weight = torch.exp(
                     -(times - at).clamp(min=0) / self.anchor_log_tau[_key(name)].exp()
                 )
                 shape = (-1,) + (1,) * (raw.ndim - 1)
                 raw = raw + weight.view(shape) * (head.anchor(raw, last, known) - raw)
-            loss_sum, count = head.loss(raw, values, valid)
-            outputs.append(TargetOutput(b, name, raw, values, valid, times, units, loss_sum, count))
+            loss_sum, count = head.loss(raw, p.values, p.valid)
+            outputs.append(
+                TargetOutput(b, name, raw, p.values, p.valid, times, units, loss_sum, count)
+            )
         if outputs:
             losses = torch.stack([o.loss_sum / o.count.clamp(min=1) for o in outputs])
             loss = losses.mean()
@@ -292,11 +428,46 @@ class NeuroFM(nn.Module):
         return ModelOutput(loss, outputs)
 
     @staticmethod
-    def _query_counts(pending, n: int) -> list[int]:
+    def _query_counts(pending: list[PendingTarget], n: int) -> list[int]:
         counts = [0] * n
-        for b, _, _, _, times, *_ in pending:
-            counts[b] += times.shape[0]
+        for p in pending:
+            counts[p.sample] += p.times.shape[0]
         return counts
+
+
+def _interpolate(x: Tensor, y: Tensor, at: Tensor) -> Tensor:
+    """Linear interpolation of samples ``y [n, C]`` at sorted times ``x [n]``, evaluated at
+    ``at [m]`` (held constant beyond the ends)."""
+    if x.shape[0] == 1:
+        return y.expand(at.shape[0], -1)
+    hi = torch.searchsorted(x.contiguous(), at.contiguous()).clamp(1, x.shape[0] - 1)
+    lo = hi - 1
+    w = ((at - x[lo]) / (x[hi] - x[lo]).clamp(min=1e-9)).clamp(0, 1)[:, None]
+    return y[lo] * (1 - w) + y[hi] * w
+
+
+def _check_stimulus_path(encoders: Mapping[str, ModalityEncoder], readout: Readout | None) -> None:
+    """A readout that reads positioned stimulus features needs an encoder that gives them, with
+    the channel count it was built for."""
+    if not isinstance(readout, StimulusReadout):
+        return
+    positioned = {n: e for n, e in encoders.items() if isinstance(e, PositionedStimulusEncoder)}
+    if not positioned:
+        names = ", ".join(f"{n!r} ({_describe_plugin(e)})" for n, e in encoders.items())
+        raise ValueError(
+            f"the readout ({_describe_plugin(readout)}) reads positioned stimulus features, but "
+            f"no encoder of the model gives them (encoders: {names or 'none'}). Use a stimulus "
+            f"encoder that derives from neurofm.PositionedStimulusEncoder (built-in: "
+            f"'movie_core'), or a readout that reads the backbone alone (e.g. 'neuron_embedding')."
+        )
+    for name, enc in positioned.items():
+        if enc.feature_channels != readout.feature_channels:
+            raise ValueError(
+                f"encoder for stream {name!r} ({_describe_plugin(enc)}) gives feature maps of "
+                f"{enc.feature_channels} channels; the readout ({_describe_plugin(readout)}) was "
+                f"built for {readout.feature_channels}. Build the readout with "
+                f"feature_channels={enc.feature_channels} (build_model does this)."
+            )
 
 
 def _describe_plugin(obj: object) -> str:

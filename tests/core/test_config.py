@@ -24,7 +24,10 @@ from neurofm.errors import ConfigError
 def _model_data() -> dict:
     """A model config as plain data, with non-default plugin-specific fields."""
     data = default_model_config("tiny", frame_size=(18, 32)).model_dump(mode="json")
-    data["modalities"]["movie"]["patch_frames"] = 5
+    # the tubelet movie encoder and the learned-embedding readout (options beside the default)
+    data["modalities"]["movie"] = {"type": "movie", "height": 18, "width": 32, "patch_height": 6,
+                                   "patch_width": 8, "patch_frames": 5}  # fmt: skip
+    data["readout"] = {"type": "neuron_embedding"}
     data["modalities"]["calcium"]["patch_samples"] = 3
     data["heads"]["pupil"]["likelihood"] = "gaussian"
     data["heads"]["calcium"]["eps"] = 0.01
@@ -148,7 +151,10 @@ def test_unknown_plugin_type_suggests_a_name() -> None:
     with pytest.raises(ConfigError) as info:
         validate_config(ModelConfig, data)
     message = str(info.value)
-    assert "modalities.movie: no modality plugin named 'moive'. Did you mean 'movie'?" in message
+    assert (
+        "modalities.movie: no modality plugin named 'moive'. Did you mean 'movie' or 'movie_core'?"
+        in message
+    )
     assert "heads.calcium: no head plugin named 'poison'. Did you mean 'poisson'?" in message
 
 

@@ -129,6 +129,10 @@ def wrap_for_training(
     step = TrainStep(model, autocast_bf16=bf16 and model.device.type == "cuda")
     if not info.distributed:
         return step
+    if model.device.type == "cuda":
+        # batch norm over the global batch (torch's SyncBatchNorm runs on accelerators only; on
+        # CPU each process normalises with its own batch's statistics)
+        nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if fsdp:
         from torch.distributed.fsdp import fully_shard
 

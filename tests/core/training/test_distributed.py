@@ -26,8 +26,12 @@ def test_ddp_and_fsdp_match_single_process_with_same_global_batch(
     for name in ("ddp", "fsdp"):
         other = load_file(str(tmp_path / name / "weights.safetensors"))
         assert other.keys() == single.keys()
-        worst = max(float((single[k] - other[k]).abs().max()) for k in single)
-        assert worst < 1e-4, f"{name} differs from single-process training by {worst}"
+        worst, key = max(
+            (float((single[k] - other[k]).abs().max()), k)
+            for k in single
+            if not k.endswith("num_batches_tracked")
+        )
+        assert worst < 1e-4, f"{name} differs from single-process training by {worst} in {key}"
     meta = json.loads((tmp_path / "ddp" / "meta.json").read_text())
     assert meta["steps"] == 12
     assert (tmp_path / "ddp.state" / "latest").read_text().strip() == "step-00000012"

@@ -17,8 +17,9 @@ def experiment(data: Path, **training) -> dict:
     settings = {"steps": 12, "batch_size": 2, "warmup_steps": 2, "eval_every": 6,
                 "device": "cpu", "checkpoint_every": 3, "num_workers": 1, "prefetch": 2}  # fmt: skip
     settings.update(training)
+    model = default_model_config("tiny", frame_size=(18, 32)).model_dump(mode="json")
     return {
-        "model": default_model_config("tiny", frame_size=(18, 32)).model_dump(mode="json"),
+        "model": model,
         "data": {"path": str(data), "window_s": 1.0},
         "training": settings,
     }

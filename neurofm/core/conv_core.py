@@ -1,0 +1,121 @@
+"""A shared nonlinear convolutional core for pixel stimuli (the first half of the stimulus path).
+
+In the style of the SENSORIUM cores: ``layers`` blocks, each a spatial 2-D convolution over every
+frame, then a causal temporal 1-D convolution along the frames, batch norm and ELU. Average
+pooling shrinks the frames before the core (``input_pool``) and after the first spatial
+convolution (``downsample``; before the first temporal one, which then runs on 1/downsample^2 of
+the positions). Every session and animal shares it; the movie and image encoders build it from
+their configs (images use temporal kernels of 1: each presentation on its own).
+
+Example:
+    >>> import torch
+    >>> core = FactorisedCore(CoreConfig(channels=8, layers=2, spatial_kernels=(5, 3),
+    ...                                  temporal_kernels=(3, 3)), in_channels=1)
+    >>> core(torch.randn(2, 10, 1, 16, 32)).shape  # [B, T, C, H, W]
+    torch.Size([2, 10, 8, 8, 16])
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch.nn.functional as F
+from pydantic import Field, model_validator
+from torch import Tensor, nn
+
+from neurofm.core.config import StrictModel
+
+__all__ = ["CoreConfig", "FactorisedCore"]
+
+
+class CoreConfig(StrictModel):
+    """Sizes of :class:`FactorisedCore`.
+
+    ``spatial_kernels`` / ``temporal_kernels``: one odd spatial size and one temporal length (in
+    frames) per block. ``input_pool``: average-pool frames by this factor first. ``downsample``:
+    average-pool by this factor after the first spatial convolution. The feature map is
+    ``H / (input_pool * downsample)`` x ``W / (input_pool * downsample)`` (integer division).
+    ``norm``: ``"batch"`` (batch norm; statistics of each process's batch, or of the global batch
+    on CUDA, where distributed training converts it to ``torch.nn.SyncBatchNorm``) or ``"none"``
+    (no normalisation: every sample's output is independent of the rest of its batch).
+    """
+
+    channels: int = Field(16, ge=1)
+    layers: int = Field(3, ge=1)
+    spatial_kernels: tuple[int, ...] = (9, 5, 5)
+    temporal_kernels: tuple[int, ...] = (9, 5, 5)
+    input_pool: int = Field(1, ge=1)
+    downsample: int = Field(2, ge=1)
+    norm: Literal["batch", "none"] = "batch"
+
+    @model_validator(mode="after")
+    def _one_kernel_per_block(self) -> CoreConfig:
+        for name in ("spatial_kernels", "temporal_kernels"):
+            kernels = getattr(self, name)
+            if len(kernels) != self.layers or min(kernels) < 1:
+                raise ValueError(
+                    f"{name} must give one size >= 1 per block ({self.layers} blocks); found "
+                    f"{list(kernels)}. Set one entry per layer."
+                )
+        if any(k % 2 == 0 for k in self.spatial_kernels):
+            raise ValueError(
+                f"spatial_kernels must be odd (same padding); found {self.spatial_kernels}"
+            )
+        return self
+
+    def map_size(self, height: int, width: int) -> tuple[int, int]:
+        """``(H', W')`` of the feature map for frames of ``height x width`` pixels."""
+        f = self.input_pool * self.downsample
+        h, w = height // f, width // f
+        if h < 1 or w < 1:
+            raise ValueError(
+                f"frames of {height}x{width} pixels shrink to {h}x{w} after pooling by "
+                f"{self.input_pool} x {self.downsample}; lower input_pool or downsample"
+            )
+        return h, w
+
+
+class FactorisedCore(nn.Module):
+    """Spatial conv (-> pooling, first block) -> causal temporal conv -> batch norm -> ELU,
+    ``layers`` times.
+
+    Spatial convolutions run as 2-D convolutions over ``B * T`` frames, temporal ones as
+    ``(kt, 1)`` 2-D convolutions over ``[B, C, T, H * W]`` with ``kt - 1`` zero frames in front
+    (causal: step ``t`` sees frames ``<= t``).
+
+    Shape:
+        ``[B, T, C_in, H, W]`` -> ``[B, T, channels, H', W']`` (see :meth:`CoreConfig.map_size`).
+    """
+
+    def __init__(self, config: CoreConfig, *, in_channels: int) -> None:
+        super().__init__()
+        self.config = config
+        self.spatial = nn.ModuleList()
+        self.temporal = nn.ModuleList()
+        self.norm = nn.ModuleList()
+        c_in = in_channels
+        for k, kt in zip(config.spatial_kernels, config.temporal_kernels, strict=True):
+            self.spatial.append(nn.Conv2d(c_in, config.channels, k, padding=k // 2))
+            self.temporal.append(nn.Conv2d(config.channels, config.channels, (kt, 1), bias=False))
+            self.norm.append(
+                nn.BatchNorm2d(config.channels) if config.norm == "batch" else nn.Identity()
+            )
+            c_in = config.channels
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, t = x.shape[:2]
+        x = x.reshape(b * t, *x.shape[2:])  # [B*T, C, H, W]
+        if self.config.input_pool > 1:
+            x = F.avg_pool2d(x, self.config.input_pool)
+        for i, (spatial, temporal, norm) in enumerate(
+            zip(self.spatial, self.temporal, self.norm, strict=True)
+        ):
+            x = spatial(x)
+            if i == 0 and self.config.downsample > 1:
+                x = F.avg_pool2d(x, self.config.downsample)
+            c, h, w = x.shape[1:]
+            x = x.view(b, t, c, h * w).transpose(1, 2)  # [B, C, T, H*W]
+            kt = temporal.kernel_size[0]
+            x = F.elu(norm(temporal(F.pad(x, (0, 0, kt - 1, 0)))))
+            x = x.transpose(1, 2).reshape(b * t, c, h, w)
+        return x.view(b, t, *x.shape[1:])

@@ -1,0 +1,286 @@
+"""Retinotopic readout: each neuron reads the stimulus at its own place on the screen.
+
+Two paths meet in a neuron's prediction (docs/concepts.md, "Two paths into a neuron's
+prediction"):
+
+- **stimulus path**: the positioned features of the sample's stimulus encoders (a
+  :class:`~neurofm.FeatureMap` ``[T, C, H, W]`` per stream) are read with per-neuron weights over
+  the map: ``softmax(prior_n + l_n)``, where the prior is a Gaussian log-window at the neuron's
+  screen position ``mu_n`` with spread ``sigma_n`` and ``l_n`` free per-neuron logits on a
+  ``mask_height x mask_width`` grid (zero at start, interpolated to the map's size), so the read is
+  an interpolation that stays differentiable in ``mu`` and ``sigma`` and every place of the
+  screen gets gradient. The position is ``mu_n = map_scale * M_s [x_n, y_n, 1] + offset_scale *
+  delta_n`` where ``(x_n, y_n)`` are the neuron's cortical coordinates (centred per session,
+  divided by ``position_scale_um``), ``M_s`` a learned 2x3 map per session and ``delta_n`` a
+  learned per-neuron offset; without cortical coordinates the position is learned freely
+  (``mu_n = delta_n``). The eye position (``eye_stream``) moves the whole feature map of a session
+  (a learned linear shifter: every receptive field moves with the eye alike). Per-neuron feature weights give the drive
+  ``d_n(t) = w_n . F_n(t) + b_n``, its rate ``softplus(d)`` is low-passed by a per-neuron
+  exponential filter (calcium indicator decay; learned time constant, weights summing to 1) and
+  read at each query time (the last feature step at or before it).
+- **context path**: the backbone output ``h`` at the query time gives an additive term and a
+  multiplicative gain per neuron (behavioural state, population context) through the neuron's
+  identity embedding: ``[c_n, g_n] = <W h, e_n> / sqrt(d)``.
+
+    raw_n(t) = bias_n + c_n(t) + exp(g_n(t)) * a_n * filtered_rate_n(t)
+
+A sample without a visible stimulus uses ``bias_n + c_n(t)``, so every task works. The identity
+``e_n`` (input side and context path) is a linear map of Fourier features of ``mu_n`` and of
+``w_n`` plus a learned residual; the feature weights are a shared vector plus a per-neuron
+residual. A session added later (fine-tuning, zero-shot) starts with residuals and offsets at
+zero and the mean of the known sessions' maps ``M``: its neurons are predicted from their cortical
+coordinates alone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import Tensor, nn
+
+from neurofm.core.config import PluginConfig
+from neurofm.core.interfaces import SessionUnits, StimulusReadout, StimulusView
+
+__all__ = ["RetinotopicConfig", "RetinotopicReadout"]
+
+
+class RetinotopicConfig(PluginConfig):
+    """Positions, spread, filter and identity of the retinotopic readout.
+
+    ``init_sigma``: starting spread in map units (the screen is 2 wide). ``position_scale_um``:
+    cortical coordinates are centred per session and divided by it. ``offset_scale``: per-neuron
+    offsets enter as ``offset_scale * delta`` where cortical coordinates are known (the learned map
+    carries the retinotopy; offsets refine it). ``eye_stream``: stream whose first two channels
+    are the eye position that shifts the positions (None: no shifter). ``map_scale``: the map's
+    parameters enter multiplied by it, so under one learning rate the shared map learns faster
+    than the per-neuron parameters (measured: positions recovered at r 0.86 -> 0.997 after 400
+    steps on synthetic features). ``mask_height`` / ``mask_width``: grid of the free logits
+    (best: the feature map's size). ``filter_s``: length of the
+    exponential filter on the rate (0: none); ``init_tau_s``: its starting time constant.
+    ``position_frequencies``: Fourier features of the position in the identity embedding.
+    """
+
+    type: Literal["retinotopic"] = "retinotopic"
+    init_sigma: float = Field(0.3, gt=0)
+    position_scale_um: float = Field(500.0, gt=0)
+    offset_scale: float = Field(0.1, gt=0)
+    eye_stream: str | None = "gaze"
+    filter_s: float = Field(2.0, ge=0)
+    init_tau_s: float = Field(0.7, gt=0)
+    position_frequencies: int = Field(4, ge=1)
+    map_scale: float = Field(5.0, gt=0)
+    mask_height: int = Field(9, ge=1)
+    mask_width: int = Field(16, ge=1)
+
+
+class RetinotopicReadout(StimulusReadout):
+    """Per session ``s``: map ``M_s [2, 3]``, shifter ``S_s [2, 2]``; per neuron ``n``: offset
+    ``delta_n [2]``, log-spread ``[2]``, free logits ``[mask_height, mask_width]``, feature-weight
+    residual ``[C]``, drive bias, log time constant, amplitude ``a_n [p]``, bias ``[p]``, identity
+    residual ``[d]``.
+
+    Shape: ``project_stimulus(h [Q, d], session, units [K], times [Q], views) -> [Q, K, p]``;
+    ``unit_embeddings(session, units [K]) -> [K, d]``; ``screen_positions(session) -> [N, 2]``.
+    """
+
+    Config = RetinotopicConfig
+
+    def __init__(
+        self,
+        config: RetinotopicConfig,
+        *,
+        d_model: int,
+        sessions: Mapping[str, SessionUnits],
+        params_per_unit: int = 1,
+        feature_channels: int,
+    ) -> None:
+        super().__init__(
+            config, d_model=d_model, sessions=sessions, params_per_unit=params_per_unit,
+            feature_channels=feature_channels,
+        )  # fmt: skip
+        self.eye_stream = config.eye_stream
+        c, p = feature_channels, params_per_unit
+        self.shared_weights = nn.Parameter(torch.zeros(c))
+        self.identity = nn.Linear(4 * config.position_frequencies + c, d_model)
+        self.context = nn.Linear(d_model, d_model * (p + 1))
+        with torch.no_grad():  # the gain starts at exp(0) = 1
+            self.context.weight[d_model * p :].zero_()
+            self.context.bias[d_model * p :].zero_()
+        names = ("retinotopy", "shifter", "delta", "log_sigma", "logits", "weights",
+                 "drive_bias", "log_tau", "amplitude", "bias", "residual")  # fmt: skip
+        for name in names:
+            setattr(self, name, nn.ParameterDict())
+        self._located: dict[str, bool] = {}
+        self.add_sessions(sessions)
+
+    # -- sessions -------------------------------------------------------------------------------
+    def add_sessions(self, sessions: Mapping[str, SessionUnits]) -> None:
+        cfg, device = self.config, self.shared_weights.device
+        first = not self._located
+        known_maps = [m.detach() for m in self.retinotopy.values()]
+        for sid, units in sessions.items():
+            key = self.parameter_key(sid)
+            if key in self.delta:
+                continue
+            n, p = units.count, self.params_per_unit
+            xy = _cortical_xy(units, cfg.position_scale_um)
+            located = xy is not None
+            self._located[key] = located
+            xy_t = torch.zeros(n, 2) if xy is None else torch.from_numpy(xy)
+            self.register_buffer(f"xy_{key}", xy_t.to(device), persistent=False)
+            gen = torch.Generator().manual_seed(len(self.delta) + 1)
+            start_map = torch.stack(known_maps).mean(0) if known_maps else torch.zeros(2, 3)
+            self.retinotopy[key] = nn.Parameter(start_map.clone().to(device))
+            self.shifter[key] = nn.Parameter(torch.zeros(2, 2, device=device))
+            delta = torch.zeros(n, 2)
+            if not located and first:  # free positions: spread them over the screen's centre
+                delta = torch.rand(n, 2, generator=gen) - 0.5
+            self.delta[key] = nn.Parameter(delta.to(device))
+            self.log_sigma[key] = nn.Parameter(
+                torch.full((n, 2), math.log(cfg.init_sigma), device=device)
+            )
+            self.logits[key] = nn.Parameter(
+                torch.zeros(n, cfg.mask_height, cfg.mask_width, device=device)
+            )
+            weights = torch.zeros(n, self.feature_channels)
+            if first:  # distinct starting features; added sessions start from the shared ones
+                weights = torch.randn(n, self.feature_channels, generator=gen)
+                weights /= self.feature_channels**0.5
+            self.weights[key] = nn.Parameter(weights.to(device))
+            self.drive_bias[key] = nn.Parameter(torch.zeros(n, device=device))
+            self.log_tau[key] = nn.Parameter(
+                torch.full((n,), math.log(cfg.init_tau_s), device=device)
+            )
+            amplitude = torch.zeros(n, p)
+            amplitude[:, 0] = 1.0
+            self.amplitude[key] = nn.Parameter(amplitude.to(device))
+            self.bias[key] = nn.Parameter(torch.zeros(n, p, device=device))
+            self.residual[key] = nn.Parameter(torch.zeros(n, self.d_model, device=device))
+
+    def known_sessions(self) -> list[str]:
+        return [self.session_of_key(k) for k in self.delta]
+
+    # -- positions ------------------------------------------------------------------------------
+    def _mu(self, key: str, units: Tensor) -> Tensor:
+        delta = self.delta[key][units]
+        if not self._located[key]:
+            return delta
+        xy = getattr(self, f"xy_{key}")[units]
+        m = self.retinotopy[key]
+        cfg = self.config
+        return (xy @ m[:, :2].T + m[:, 2]) * cfg.map_scale + cfg.offset_scale * delta
+
+    @torch.no_grad()
+    def screen_positions(self, session_id: str) -> Tensor:
+        """Where each neuron reads the screen at zero eye position: the centre of mass ``[N, 2]``
+        of its read-out weights (x right, y down; the screen is ``[-1, 1]^2``)."""
+        key = self.checked_key(session_id)
+        cfg = self.config
+        units = torch.arange(self.delta[key].shape[0], device=self.delta[key].device)
+        masks = self._masks(key, units, cfg.mask_height, cfg.mask_width)
+        masks = masks.view(-1, cfg.mask_height, cfg.mask_width)
+        x = (masks.sum(1) * _cell_centres(cfg.mask_width, masks)).sum(-1)
+        y = (masks.sum(2) * _cell_centres(cfg.mask_height, masks)).sum(-1)
+        return torch.stack([x, y], -1)
+
+    def _features(self, key: str, units: Tensor) -> Tensor:
+        return self.shared_weights + self.weights[key][units]  # [K, C]
+
+    def unit_embeddings(self, session_id: str, units: Tensor) -> Tensor:
+        key = self.checked_key(session_id)
+        freqs = 2.0 ** torch.arange(self.config.position_frequencies, device=units.device)
+        angles = self._mu(key, units)[..., None] * freqs * (math.pi / 2)  # [K, 2, F]
+        fourier = torch.cat([angles.sin(), angles.cos()], -1).flatten(1)
+        ident = self.identity(torch.cat([fourier, self._features(key, units)], -1))
+        return ident + self.residual[key][units]
+
+    # -- predictions ----------------------------------------------------------------------------
+    def project(self, h: Tensor, session_id: str, units: Tensor) -> Tensor:
+        return self.project_stimulus(h, session_id, units, h.new_zeros(h.shape[0]), ())
+
+    def project_stimulus(
+        self,
+        h: Tensor,
+        session_id: str,
+        units: Tensor,
+        times: Tensor,
+        stimulus: Sequence[StimulusView],
+    ) -> Tensor:
+        key = self.checked_key(session_id)
+        p = self.params_per_unit
+        emb = self.unit_embeddings(session_id, units)  # [K, d]
+        q = self.context(h).unflatten(-1, (p + 1, self.d_model))  # [Q, p + 1, d]
+        ctx = torch.einsum("qjd,kd->qkj", q, emb) / self.d_model**0.5  # [Q, K, p + 1]
+        raw = self.bias[key][units] + ctx[..., :p]
+        if not stimulus or units.numel() == 0 or h.shape[0] == 0:
+            return raw
+        rate = sum(self._filtered_rate(key, units, view, times) for view in stimulus)  # [Q, K]
+        gain = ctx[..., p].clamp(max=5.0).exp()
+        return raw + (gain * rate)[..., None] * self.amplitude[key][units]
+
+    def _masks(self, key: str, units: Tensor, height: int, width: int) -> Tensor:
+        """Each neuron's read-out weights ``[K, height * width]`` over a ``height x width`` grid of
+        the screen (softmax of its Gaussian prior plus its free logits; they sum to 1)."""
+        cfg = self.config
+        mu = self._mu(key, units)  # [K, 2]
+        sigma = self.log_sigma[key][units].exp()  # [K, 2]
+        gx = _cell_centres(width, mu)
+        gy = _cell_centres(height, mu)
+        zx = (gx[None, :] - mu[:, :1]) / sigma[:, :1]  # [K, W]
+        zy = (gy[None, :] - mu[:, 1:]) / sigma[:, 1:]  # [K, H]
+        prior = -0.5 * (zy[:, :, None] ** 2 + zx[:, None, :] ** 2)  # [K, H, W]
+        free = self.logits[key][units]  # [K, mask_h, mask_w]
+        if (height, width) != (cfg.mask_height, cfg.mask_width):
+            free = F.interpolate(free[:, None], (height, width), mode="bilinear")[:, 0]
+        return torch.softmax((prior + free).flatten(1), dim=-1)
+
+    def _filtered_rate(self, key: str, units: Tensor, view: StimulusView, times: Tensor) -> Tensor:
+        """Low-passed rate ``[Q, K]`` of the stimulus drive, read at the query ``times [Q]``."""
+        fmap = view.features
+        values = fmap.values  # [T, C, H, W]
+        t, _, height, width = values.shape
+        if t == 0:
+            return times.new_zeros(times.shape[0], units.numel())
+        if view.eye is not None:  # the eye moves every receptive field of the session alike
+            shift = view.eye[:, :2] @ self.shifter[key].T  # [T, 2]
+            gx, gy = _cell_centres(width, values), _cell_centres(height, values)
+            base = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), -1)  # [H, W, 2]
+            grid = base[None] + shift[:, None, None, :]
+            values = F.grid_sample(values, grid, align_corners=False)
+        masks = self._masks(key, units, height, width)  # [K, H*W]
+        pooled = torch.einsum("tcx,kx->tkc", values.flatten(2), masks)  # [T, K, C]
+        drive = (pooled * self._features(key, units)).sum(-1) + self.drive_bias[key][units]
+        rate = F.softplus(drive)  # [T, K]
+        taps = min(t, round(self.config.filter_s / fmap.period_s)) if fmap.period_s > 0 else 0
+        if taps > 1:
+            tau = self.log_tau[key][units].exp()  # [K]
+            lags = torch.arange(taps - 1, -1, -1, device=rate.device, dtype=rate.dtype)
+            kernel = torch.exp(-lags[None, :] * fmap.period_s / tau[:, None])  # newest last
+            kernel = kernel / kernel.sum(1, keepdim=True)
+            padded = F.pad(rate.T[None], (taps - 1, 0))  # [1, K, T + taps - 1]
+            rate = F.conv1d(padded, kernel[:, None], groups=kernel.shape[0])[0].T  # [T, K]
+        step = torch.searchsorted(fmap.times.contiguous(), times.contiguous(), right=True) - 1
+        seen = (step >= 0).to(rate.dtype)[:, None]
+        return rate[step.clamp(min=0)] * seen
+
+
+def _cell_centres(size: int, like: Tensor) -> Tensor:
+    """Centres ``[size]`` of ``size`` cells tiling ``[-1, 1]`` (``align_corners=False``)."""
+    return (torch.arange(size, device=like.device, dtype=like.dtype) * 2 + 1) / size - 1
+
+
+def _cortical_xy(units: SessionUnits, scale_um: float) -> np.ndarray | None:
+    """Cortical (x, y) ``[N, 2]`` centred on the session's mean and divided by ``scale_um``, or
+    None when the session has no (finite) positions."""
+    if units.position_um is None:
+        return None
+    xy = np.asarray(units.position_um, np.float64).reshape(units.count, -1)[:, :2]
+    if xy.shape[1] < 2 or not np.isfinite(xy).all() or units.count == 0:
+        return None
+    return ((xy - xy.mean(0)) / scale_um).astype(np.float32)

@@ -1,0 +1,160 @@
+"""The stimulus path: positioned features, the retinotopic readout, and how a model refuses or
+falls back."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from neurofm.core.builder import ModelConfig, build_model, default_model_config
+from neurofm.core.data import open_dataset
+from neurofm.core.data.windows import WindowSampler, load_window
+from neurofm.core.interfaces import SessionUnits
+from neurofm.core.tasks import get_task
+from neurofm.plugins.readouts.retinotopic import RetinotopicConfig, RetinotopicReadout
+from neurofm.testing import check_modality, check_plugin
+
+
+def _config(**changes) -> ModelConfig:
+    data = default_model_config("tiny", frame_size=(18, 32), stimulus_path=True).model_dump()
+    for key, value in changes.items():
+        data[key] = value
+    return ModelConfig.model_validate(data)
+
+
+def _batch(sessions, model, n=4, window=1.0, seed=0):
+    sampler = WindowSampler(sessions, window, seed=seed)
+    return [
+        load_window(sessions[i], t0, window, model.normalization()) for i, t0 in sampler.draw(n)
+    ]
+
+
+def test_stimulus_path_model_reads_the_stimulus_at_each_neurons_place(tiny_data: Path) -> None:
+    sessions = open_dataset(tiny_data)
+    torch.manual_seed(0)
+    model = build_model(
+        default_model_config("tiny", frame_size=(18, 32), stimulus_path=True), sessions
+    )
+    assert model.reads_stimulus
+    batch = _batch(sessions, model)
+    task = get_task("responses_from_stimulus")
+    out = model(batch, [task] * len(batch))
+    assert torch.isfinite(out.loss)
+    out.loss.backward()
+    key = model.readout.parameter_key(batch[0].session_id)
+    # the stimulus path carries gradient to the core and to the neurons' read-out places
+    assert model.encoder("movie").core.spatial[0].weight.grad.abs().sum() > 0
+    assert model.readout.logits[key].grad.abs().sum() > 0
+    assert model.readout.retinotopy[key].grad.abs().sum() > 0
+
+
+def test_core_runs_once_per_batch(tiny_data: Path) -> None:
+    sessions = open_dataset(tiny_data)
+    model = build_model(_config(), sessions)
+    calls = []
+    model.encoder("movie").core.register_forward_hook(lambda m, i, o: calls.append(i[0].shape))
+    batch = _batch(sessions, model, n=5)
+    model(batch, [get_task("responses_from_stimulus_behaviour")] * len(batch))
+    assert len(calls) == 1 and calls[0][0] == 5  # one call, all five samples
+
+
+def test_a_sample_without_the_stimulus_uses_the_context_path(tiny_data: Path) -> None:
+    sessions = open_dataset(tiny_data)
+    torch.manual_seed(0)
+    model = build_model(_config(), sessions).eval()
+    batch = _batch(sessions, model, n=2)
+    forecast = get_task("forecast")  # no stimulus visible
+    with_movie = get_task("forecast_with_stimulus_behaviour")
+    with torch.no_grad():
+        plain = model(batch, [forecast] * 2).targets[0]
+        seen = model(batch, [with_movie] * 2).targets[0]
+    assert plain.raw.shape == seen.raw.shape
+    assert not torch.allclose(plain.raw, seen.raw)
+    # a sample whose session lacks the movie stream altogether still trains
+    stripped = [dataclasses.replace(w, streams={k: v for k, v in w.streams.items() if k != "movie"})
+                for w in batch]  # fmt: skip
+    out = model.train()(stripped, [get_task("responses_from_stimulus_behaviour")] * 2)
+    assert torch.isfinite(out.loss) and out.targets
+
+
+def test_refused_without_positioned_features(tiny_data: Path) -> None:
+    sessions = open_dataset(tiny_data)
+    tubelets = {"type": "movie", "height": 18, "width": 32, "patch_height": 6, "patch_width": 8}
+    data = _config().model_dump()
+    data["modalities"]["movie"] = tubelets
+    with pytest.raises(ValueError, match=r"retinotopic.*positioned.*movie_core"):
+        build_model(ModelConfig.model_validate(data), sessions)
+    # assembled by hand: the model names both plugins
+    from neurofm import NeuroFM, PerceiverIO, get_preset
+    from neurofm.plugins.heads.poisson import PoissonConfig, PoissonHead
+    from neurofm.plugins.modalities.calcium import CalciumConfig, CalciumEncoder
+    from neurofm.plugins.modalities.movie import MovieConfig, MovieEncoder
+
+    units = {"s": SessionUnits("s", 3)}
+    with pytest.raises(ValueError, match=r"readout plugin 'retinotopic'.*modality plugin 'movie'"):
+        NeuroFM(
+            encoders={"movie": MovieEncoder(MovieConfig(**{k: v for k, v in tubelets.items()
+                                                           if k != "type"}), d_model=32),
+                      "calcium": CalciumEncoder(CalciumConfig(), d_model=32)},
+            backbone=PerceiverIO(get_preset("tiny")),
+            readout=RetinotopicReadout(RetinotopicConfig(), d_model=32, sessions=units,
+                                       feature_channels=8),
+            heads={"calcium": PoissonHead(PoissonConfig(), d_model=32, channels=None)},
+        )  # fmt: skip
+
+
+def test_sessions_without_positions_learn_them_freely() -> None:
+    free = SessionUnits("free", 6)  # no cortical coordinates
+    located = SessionUnits("located", 6, np.random.default_rng(0).uniform(0, 400, (6, 3)))
+    readout = RetinotopicReadout(
+        RetinotopicConfig(), d_model=16, sessions={"free": free, "located": located},
+        feature_channels=3,
+    )  # fmt: skip
+    spread = readout.screen_positions("free").std(0)
+    assert bool((spread > 0.05).all())  # spread over the screen, not piled at the centre
+    assert not readout._located["free"] and readout._located["located"]
+    # a session added later starts from the mean map of the known ones (zero-shot positions)
+    with torch.no_grad():
+        readout.retinotopy["located"].add_(0.3)
+    readout.add_sessions({"new": SessionUnits("new", 2, np.zeros((2, 3)))})
+    mean = (readout.retinotopy["located"] + readout.retinotopy["free"]).detach() / 2
+    assert torch.allclose(readout.retinotopy["new"], mean)
+
+
+def test_gaze_shifts_where_neurons_read(tiny_data: Path) -> None:
+    from neurofm.core.interfaces import FeatureMap, StimulusView
+
+    readout = RetinotopicReadout(
+        RetinotopicConfig(), d_model=16, sessions={"s": SessionUnits("s", 4)}, feature_channels=2
+    )
+    with torch.no_grad():
+        readout.shifter["s"].copy_(torch.eye(2) * 0.5)
+    values = torch.randn(6, 2, 9, 16)
+    fmap = FeatureMap(values, torch.arange(6) / 30.0, 1 / 30.0)
+    h, units, times = torch.randn(3, 16), torch.arange(4), torch.tensor([0.05, 0.1, 0.15])
+    still = readout.project_stimulus(h, "s", units, times, [StimulusView(fmap, torch.zeros(6, 2))])
+    none = readout.project_stimulus(h, "s", units, times, [StimulusView(fmap)])
+    moved = readout.project_stimulus(h, "s", units, times, [StimulusView(fmap, torch.ones(6, 2))])
+    assert torch.allclose(still, none, atol=1e-5)
+    assert not torch.allclose(moved, none, atol=1e-3)
+
+
+def test_third_party_positioned_encoder_serves_the_readout(third_party_plugins, tiny_data: Path):
+    check_plugin("modalities", "acme.retina")
+    from neurofm_acme.retina import RetinaConfig, RetinaEncoder
+
+    check_modality(RetinaEncoder, RetinaConfig(height=18, width=32, pool=3))
+    sessions = open_dataset(tiny_data)
+    data = _config().model_dump()
+    data["modalities"]["movie"] = {"type": "acme.retina", "height": 18, "width": 32}
+    model = build_model(ModelConfig.model_validate(data), sessions)
+    assert model.readout.feature_channels == 2
+    batch = _batch(sessions, model)
+    out = model(batch, [get_task("responses_from_stimulus")] * len(batch))
+    out.loss.backward()
+    key = model.readout.parameter_key(batch[0].session_id)
+    assert model.readout.weights[key].grad.abs().sum() > 0
