@@ -11,7 +11,9 @@ The public surface (``__all__``), by what it is for:
 
 - assemble a model from parts: :class:`NeuroFM`, :class:`PerceiverIO`, :class:`BackboneConfig`,
   the plugin interfaces :class:`ModalityEncoder`, :class:`Readout`, :class:`Head` and their data
-  types :class:`StreamTensor`, :class:`Tokens`, :class:`SessionUnits`;
+  types :class:`StreamTensor`, :class:`Tokens`, :class:`SessionUnits`; the stimulus path's
+  :class:`PositionedStimulusEncoder`, :class:`StimulusReadout` and their data types
+  :class:`FeatureMap`, :class:`PositionedOutput`, :class:`StimulusView`;
 - build one from a config or preset: :func:`build_model`, :func:`default_model_config`,
   :func:`get_preset`, :class:`ModelConfig`, :class:`ExperimentConfig`, :func:`load_config_file`,
   :func:`dump_config`;
@@ -52,6 +54,11 @@ _EXPORTS = {
     "StreamTensor": "neurofm.core.interfaces",
     "Tokens": "neurofm.core.interfaces",
     "SessionUnits": "neurofm.core.interfaces",
+    "FeatureMap": "neurofm.core.interfaces",
+    "PositionedOutput": "neurofm.core.interfaces",
+    "PositionedStimulusEncoder": "neurofm.core.interfaces",
+    "StimulusReadout": "neurofm.core.interfaces",
+    "StimulusView": "neurofm.core.interfaces",
     "get_registry": "neurofm.registry",
     "NeurofmError": "neurofm.errors",
     # model
