@@ -84,9 +84,14 @@ def quiet_loss_monitor() -> None:
     logging.getLogger("neurofm.training").setLevel(logging.ERROR)
 
 
-def model_config(sim: SimulationConfig, preset: str, backbone: dict | None = None) -> ModelConfig:
-    """The built-in mouse V1 model for ``sim``'s frame size; ``backbone`` overrides preset numbers."""
-    config = default_model_config(preset, frame_size=(sim.height, sim.width))
+def model_config(
+    sim: SimulationConfig, preset: str, backbone: dict | None = None, stimulus_path: bool = False
+) -> ModelConfig:
+    """The built-in mouse V1 model for ``sim``'s frame size (``stimulus_path``: the model with
+    the retinotopic stimulus path); ``backbone`` overrides preset numbers."""
+    config = default_model_config(
+        preset, frame_size=(sim.height, sim.width), stimulus_path=stimulus_path
+    )
     if backbone:
         config = config.model_copy(update={"backbone": config.backbone.model_copy(update=backbone)})
     return config
@@ -104,10 +109,11 @@ def train_neurofm(
     lr: float = 2e-3,
     seed: int = 0,
     max_steps: int = 100_000,
+    stimulus_path: bool = False,
 ) -> tuple[NeuroFM, dict]:
     """Train a fresh model for about ``seconds`` of wall time (steps fixed after timing 3 steps, so
     the learning-rate schedule runs to its end)."""
-    config = model_config(sim, preset or "tiny", backbone)
+    config = model_config(sim, preset or "tiny", backbone, stimulus_path)
     torch.manual_seed(seed)
     model = build_model(config, sessions)
     training = TrainingConfig(
@@ -243,6 +249,10 @@ def main() -> None:
     p.add_argument("--window", type=float, default=2.0, help="window length in seconds")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--stimulus-path", action="store_true",
+        help="train the model with the retinotopic stimulus path (movie_core + retinotopic)",
+    )  # fmt: skip
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     quiet_loss_monitor()
@@ -260,8 +270,9 @@ def main() -> None:
           f"{sim.n_train_trials} train trials of {sim.trial_duration_s} s each")  # fmt: skip
 
     model, info = train_neurofm(
-        sessions, sim, preset=preset, seconds=60 * minutes, window_s=args.window, seed=args.seed
-    )
+        sessions, sim, preset=preset, seconds=60 * minutes, window_s=args.window, seed=args.seed,
+        stimulus_path=args.stimulus_path,
+    )  # fmt: skip
     print(f"neurofm ({preset}, {info['parameters'] / 1e6:.2f}M parameters): "
           f"{info['steps']} steps in {info['seconds']:.0f} s")  # fmt: skip
     norm = model.normalization()
@@ -304,7 +315,8 @@ def main() -> None:
     payload = {
         "table": table,
         "simulation": sim.model_dump(),
-        "neurofm": {"preset": preset, **info, "evaluation_seconds": eval_s},
+        "neurofm": {"preset": preset, "stimulus_path": args.stimulus_path, **info,
+                    "evaluation_seconds": eval_s},
         "cnn": cnn_info,
         "cnn_config": cnn_config.__dict__,
         "ln_rescored_single_trial_r": ln_check.get("single_trial_r"),

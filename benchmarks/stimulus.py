@@ -60,10 +60,14 @@ def ln_r(sessions, inputs: list[str], normalization) -> float:
     return float(np.nanmean(rs))
 
 
-def model_config(pathway: str, behaviour: bool) -> ModelConfig:
-    """The model of ``pathway`` for the benchmark's 18x32 movie."""
-    default = default_model_config("small", frame_size=FRAME).model_dump()
+def model_config(pathway: str, behaviour: bool, movie: dict | None = None) -> ModelConfig:
+    """The model of ``pathway`` for the benchmark's 18x32 movie (``movie``: settings of the
+    ``movie_core`` encoder over the default's; ``core`` inside it updates the core's)."""
+    default = default_model_config("small", frame_size=FRAME, stimulus_path=True).model_dump()
     streams = {"calcium": {"type": "calcium"}, "movie": default["modalities"]["movie"]}
+    movie = dict(movie or {})
+    streams["movie"]["core"].update(movie.pop("core", {}))
+    streams["movie"].update(movie)
     readout = default["readout"]
     if pathway == "tubelet":
         streams["movie"], readout = TUBELETS, {"type": "neuron_embedding"}
@@ -118,6 +122,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pathways", nargs="*", default=["tubelet", "retinotopic"])
     p.add_argument("--seeds", default="0,1")
+    p.add_argument("--movie", default="{}", help="JSON: movie_core settings over the default's")
+    p.add_argument("--readout", default="{}", help="JSON: retinotopic settings over the default's")
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--behaviour", action="store_true", help="movie + running + gaze -> responses")
@@ -145,7 +151,12 @@ def main() -> None:
         rows = []
         for seed in [int(s) for s in args.seeds.split(",")]:
             torch.manual_seed(seed)
-            model = build_model(model_config(pathway, args.behaviour), sessions)
+            config = model_config(pathway, args.behaviour, json.loads(args.movie))
+            if pathway == "retinotopic":
+                readout = {**config.readout.model_dump(), **json.loads(args.readout)}
+                config = config.model_copy(update={"readout": readout})
+                config = ModelConfig.model_validate(config.model_dump())
+            model = build_model(config, sessions)
             normalization = model.normalization()
             training = TrainingConfig(
                 steps=args.steps, batch_size=8, lr=args.lr, warmup_steps=20, eval_every=10**6,

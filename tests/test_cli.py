@@ -35,6 +35,20 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     return out, stdout
 
 
+@pytest.mark.slow
+def test_demo_trains_the_stimulus_path_model(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    code, stdout, stderr = _run(["demo", "--quick", "--stimulus-path", "--out", str(out)])
+    assert code == 0, stderr
+    assert "stimulus path" in stdout
+    config = json.loads((out / "checkpoint" / "config.json").read_text())
+    model = config.get("model", config)
+    assert model["readout"]["type"] == "retinotopic"
+    assert model["modalities"]["movie"]["type"] == "movie_core"
+    metrics = json.loads((out / "report" / "metrics.json").read_text())
+    assert set(TASKS) <= set(metrics["tasks"])
+
+
 def test_demo_writes_report_and_checkpoint(demo: tuple[Path, str]) -> None:
     out, stdout = demo
     for rel in (

@@ -32,6 +32,13 @@ def test_non_default_configs_conform() -> None:
     check_modality(
         movie, movie.Config(height=8, width=12, patch_height=4, patch_width=6, channels=3)
     )
+    core = registry.modalities.get("movie_core")
+    check_modality(
+        core,
+        core.Config(height=12, width=20, channels=2, frame_pool=2, token_rows=2, token_cols=3,
+                    core={"channels": 4, "layers": 2, "spatial_kernels": (3, 3),
+                          "temporal_kernels": (3, 1), "norm": "none"}),
+    )  # fmt: skip
     regression = registry.heads.get("regression")
     check_plugin("heads", "regression", regression.Config(likelihood="gaussian"), channels=2)
 

@@ -121,10 +121,10 @@ def default_model_config(
     feature map the ``retinotopic`` readout reads at each neuron's place on the screen (shifted
     by the gaze, so a ``gaze`` modality is added), and the core's pooled tokens, with behaviour
     and neural tokens, go through the backbone. Frames are average-pooled by
-    ``min(height, width) // 18`` (at least 1) before the core, which keeps about 18 rows; the
-    ``tiny`` preset gets a smaller core (8 channels, 2 blocks) for fast tests. It is not yet the
-    default: on 2 CPU cores a training step costs several times the backbone-only model's
-    (BENCHMARKS.md, "Stimulus path").
+    ``min(height, width) // 18`` (at least 1) before the core, which keeps about 18 rows, and
+    pairs of frames are averaged (the core runs at half the frame rate). The CPU presets
+    (``tiny``, ``small``) get a core of 8 channels in 2 blocks, larger presets 16 channels in 3.
+    It is not yet the default (BENCHMARKS.md, "The stimulus path").
 
     Without it (the default), the movie is cut into tubelets (``movie``) that tile each side in 4
     (or 3, 2, 1 if 4 does not divide it), and the ``neuron_embedding`` readout reads the backbone.
@@ -148,13 +148,15 @@ def default_model_config(
              "modalities": {"movie": movie, **behaviour, "calcium": {"type": "calcium"}},
              "readout": {"type": "neuron_embedding"}, "heads": heads}
         )  # fmt: skip
-    core = {"input_pool": max(1, min(h, w) // 18)}
-    if preset == "tiny":
-        core.update(channels=8, layers=2, spatial_kernels=(9, 5), temporal_kernels=(9, 5))
+    # the core runs at half the frame rate (frame_pool 2; its temporal kernels span 0.33 s and
+    # 0.2 s at 30 Hz); CPU presets get 8 channels in 2 blocks, larger ones 16 in 3
+    core = {"input_pool": max(1, min(h, w) // 18), "temporal_kernels": (5, 3, 3)}
+    if preset in ("tiny", "small"):
+        core.update(channels=8, layers=2, spatial_kernels=(7, 3), temporal_kernels=(5, 3))
     core_config = CoreConfig.model_validate(core)
     map_h, map_w = core_config.map_size(h, w)
     movie = {"type": "movie_core", "height": h, "width": w, "core": core_config.model_dump(),
-             "token_rows": min(4, map_h), "token_cols": min(4, map_w)}  # fmt: skip
+             "frame_pool": 2, "token_rows": min(4, map_h), "token_cols": min(4, map_w)}  # fmt: skip
     return ModelConfig.model_validate(
         {"backbone": get_preset(preset).model_dump(),
          "modalities": {"movie": movie, **behaviour, "gaze": {"type": "gaze"},

@@ -30,7 +30,9 @@ def run(args: argparse.Namespace) -> int:
     simulate_to_disk(out / "data", sim, overwrite=True)
     sessions = open_dataset(out / "data")
     preset = args.preset or ("tiny" if args.quick else "small")
-    model_config = default_model_config(preset, frame_size=(sim.height, sim.width))
+    model_config = default_model_config(
+        preset, frame_size=(sim.height, sim.width), stimulus_path=args.stimulus_path
+    )
     steps = args.steps or (30 if args.quick else 4000)
     window_s = 1.0 if args.quick else 2.0
     training = TrainingConfig(
@@ -42,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         device="cpu",
     )
-    print(f"[2/4] training ({steps} steps, preset {preset!r})")
+    path = ", stimulus path" if args.stimulus_path else ""
+    print(f"[2/4] training ({steps} steps, preset {preset!r}{path})")
     model, _ = train_and_save(model_config, sessions, training, window_s, out / "checkpoint")
     print("[3/4] evaluating every task on the test tier")
     result = evaluate_and_report(
@@ -74,4 +77,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="tiny data and few steps (a smoke test)")
+    p.add_argument(
+        "--stimulus-path",
+        action="store_true",
+        help="train the model with the retinotopic stimulus path (movie_core + retinotopic "
+        "readout + gaze; docs/concepts.md) instead of the default model",
+    )
     p.set_defaults(func=run)

@@ -41,7 +41,10 @@ class MovieCoreConfig(PluginConfig):
     width: int = Field(64, ge=1)
     channels: int = Field(1, ge=1)
     core: CoreConfig = Field(default_factory=CoreConfig)
-    token_frames: int = Field(3, ge=1, description="frames averaged into one token time step")
+    frame_pool: int = Field(
+        1, ge=1, description="average this many consecutive frames into one core time step"
+    )
+    token_frames: int = Field(3, ge=1, description="core time steps averaged into one token")
     token_rows: int = Field(4, ge=1)
     token_cols: int = Field(4, ge=1)
 
@@ -50,11 +53,13 @@ class MovieCoreEncoder(PositionedStimulusEncoder):
     """Movie -> core feature maps ``[T, C, H', W']`` (stimulus path) and tokens (context path).
 
     Token groups whose frames are all invalid (missing) give no tokens; their feature-map steps
-    stay (computed from zero frames), so the map keeps one step per frame.
+    stay (computed from zero frames), so the map keeps one step per frame (per ``frame_pool``
+    frames: the core then runs at a fraction of the frame rate).
 
     Shape:
-        stream.values ``[T, H, W]`` or ``[T, H, W, C]`` -> features ``[T, core.channels, H', W']``
-        at the frame times, tokens ``[ceil(T / token_frames) * token_rows * token_cols, d_model]``.
+        stream.values ``[T, H, W]`` or ``[T, H, W, C]`` -> features ``[T', core.channels, H', W']``
+        with ``T' = ceil(T / frame_pool)``, at the (last) frame times, and tokens
+        ``[ceil(T' / token_frames) * token_rows * token_cols, d_model]``.
     """
 
     Config = MovieCoreConfig
@@ -74,6 +79,8 @@ class MovieCoreEncoder(PositionedStimulusEncoder):
 
     def encode_batch(self, streams: Sequence[StreamTensor]) -> list[PositionedOutput]:
         c = self.config
+        pooled = [self._pool_frames(s) for s in streams]
+        streams, starts = [p[0] for p in pooled], [p[1] for p in pooled]
         frames = [frames_hwc(s.values, c.height, c.width, c.channels, "movie") for s in streams]
         lengths = [f.shape[0] for f in frames]
         longest = max(lengths, default=0)
@@ -92,10 +99,33 @@ class MovieCoreEncoder(PositionedStimulusEncoder):
                 continue
             values = maps[b, :t]
             features = FeatureMap(values, stream.times, stream.period_s)
-            out.append(PositionedOutput(self._tokens(values, stream), features))
+            tokens = self._tokens(values, stream, starts[b])
+            out.append(PositionedOutput(tokens, features))
         return out
 
-    def _tokens(self, values: Tensor, stream: StreamTensor) -> Tokens:
+    def _pool_frames(self, stream: StreamTensor) -> tuple[StreamTensor, Tensor]:
+        """Average groups of ``frame_pool`` consecutive frames (valid ones only); a group is
+        timed at its last frame, so a core step describes the frames up to its time. Also returns
+        the time of each group's first frame ``[T']``."""
+        k, t = self.config.frame_pool, stream.n_samples
+        if k == 1 or t == 0:
+            return stream, stream.times
+        n = -(-t // k)
+        pad = n * k - t
+        values = nn.functional.pad(stream.values, (0, 0) * (stream.values.ndim - 1) + (0, pad))
+        valid = nn.functional.pad(stream.valid.reshape(t).to(values.dtype), (0, pad))
+        weight = valid.view(n, k)
+        shape = (n, k) + (1,) * (values.ndim - 1)
+        pooled = (values.view(n, k, *values.shape[1:]) * weight.view(shape)).sum(1)
+        pooled = pooled / weight.sum(1).clamp(min=1).view((n,) + (1,) * (values.ndim - 1))
+        last = torch.clamp(torch.arange(n, device=values.device) * k + k - 1, max=t - 1)
+        first = torch.arange(n, device=values.device) * k
+        pooled_stream = StreamTensor(
+            pooled, weight.sum(1) > 0, stream.times[last], stream.period_s * k
+        )
+        return pooled_stream, stream.times[first]
+
+    def _tokens(self, values: Tensor, stream: StreamTensor, starts: Tensor) -> Tokens:
         c, t = self.config, values.shape[0]
         g = c.token_frames
         n_t = -(-t // g)
@@ -111,7 +141,8 @@ class MovieCoreEncoder(PositionedStimulusEncoder):
         x = self.to_token(pooled.flatten(2).transpose(1, 2)) + self.position  # [n_t, r*c, d]
         first = torch.arange(n_t, device=values.device) * g
         last = torch.clamp(first + g - 1, max=t - 1)
-        spans = torch.stack([stream.times[first], stream.times[last] + stream.period_s], -1)
+        frame_period = stream.period_s / c.frame_pool
+        spans = torch.stack([starts[first], stream.times[last] + frame_period], -1)
         n_spatial = x.shape[1]
         x, spans = x[keep], spans[keep]
         return Tokens(x.reshape(-1, self.d_model), spans.repeat_interleave(n_spatial, dim=0))

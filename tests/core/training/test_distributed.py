@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
-from training_helpers import run_cli, write_experiment
+from training_helpers import experiment, run_cli, write_experiment
+
+from neurofm.core.builder import default_model_config
 
 
 @pytest.mark.slow
@@ -35,3 +37,18 @@ def test_ddp_and_fsdp_match_single_process_with_same_global_batch(
     meta = json.loads((tmp_path / "ddp" / "meta.json").read_text())
     assert meta["steps"] == 12
     assert (tmp_path / "ddp.state" / "latest").read_text().strip() == "step-00000012"
+
+
+@pytest.mark.slow
+def test_stimulus_path_model_trains_under_torchrun(tiny_data: Path, tmp_path: Path) -> None:
+    """The core runs on every rank's batch (a rank without stimulus adds zero gradients); with
+    per-process batch norm on CPU the run completes and saves."""
+    data = experiment(tiny_data, batch_size=2, steps=4, checkpoint_every=4, eval_every=4)
+    model = default_model_config("tiny", frame_size=(18, 32), stimulus_path=True)
+    data["model"] = model.model_dump(mode="json")
+    path = tmp_path / "stimulus.json"
+    path.write_text(json.dumps(data))
+    done = run_cli("train", str(path), "--out", str(tmp_path / "out"), "--no-progress", torchrun=2)
+    assert "2 process(es) x batch 2" in done.stdout
+    weights = load_file(str(tmp_path / "out" / "weights.safetensors"))
+    assert any(k.startswith("readout.logits.") for k in weights)
