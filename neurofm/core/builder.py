@@ -252,7 +252,7 @@ def build_model_from_units(
         p = max((h.params_per_channel for h in per_unit_heads), default=1)
         kwargs = {}
         if issubclass(registry.readouts.get(readout_cfg.type), StimulusReadout):
-            kwargs["feature_channels"] = _feature_channels(encoders, readout_cfg.type)
+            kwargs["feature_channels"] = _feature_channels(encoders)
         readout = _build(
             "readouts", readout_cfg, d_model=d, sessions=units, params_per_unit=p, **kwargs
         )
@@ -265,25 +265,11 @@ def build_model_from_units(
     return model
 
 
-def _feature_channels(encoders: Mapping[str, object], readout: str) -> int:
-    """The channel count of the model's positioned features (one for all positioned encoders)."""
-    counts = {
-        name: enc.feature_channels
-        for name, enc in encoders.items()
-        if isinstance(enc, PositionedStimulusEncoder)
-    }
-    if not counts:
-        found = ", ".join(f"{n!r} ({type(e).__name__})" for n, e in encoders.items())
-        raise ValueError(
-            f"readout {readout!r} reads positioned stimulus features, but no modality of the model "
-            f"gives them (modalities: {found or 'none'}). Use a stimulus encoder that gives them "
-            f"(built-in: 'movie_core') or a readout that reads the backbone alone "
-            f"(e.g. 'neuron_embedding')."
-        )
-    if len(set(counts.values())) > 1:
-        raise ValueError(
-            f"the positioned stimulus encoders give feature maps of different channel counts "
-            f"{counts}; readout {readout!r} reads them with one set of weights, so give every "
-            f"core the same number of channels"
-        )
-    return next(iter(counts.values()))
+def _feature_channels(encoders: Mapping[str, object]) -> int:
+    """The channel count of the model's positioned features: that of its first positioned encoder
+    (0 when it has none; :class:`NeuroFM` then refuses the readout, and it also refuses
+    encoders whose counts differ from the readout's, naming the plugins)."""
+    counts = [
+        e.feature_channels for e in encoders.values() if isinstance(e, PositionedStimulusEncoder)
+    ]
+    return counts[0] if counts else 0

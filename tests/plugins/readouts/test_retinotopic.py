@@ -158,3 +158,21 @@ def test_third_party_positioned_encoder_serves_the_readout(third_party_plugins, 
     out.loss.backward()
     key = model.readout.parameter_key(batch[0].session_id)
     assert model.readout.weights[key].grad.abs().sum() > 0
+
+
+def test_refused_when_feature_channels_differ() -> None:
+    from neurofm import NeuroFM, PerceiverIO, get_preset
+    from neurofm.plugins.heads.poisson import PoissonConfig, PoissonHead
+    from neurofm.plugins.modalities.calcium import CalciumConfig, CalciumEncoder
+    from neurofm.plugins.modalities.movie_core import MovieCoreConfig, MovieCoreEncoder
+
+    movie = MovieCoreEncoder(MovieCoreConfig(height=18, width=32), d_model=32)
+    units = {"s": SessionUnits("s", 3)}
+    with pytest.raises(ValueError, match=r"feature maps of 16 channels.*built for 4"):
+        NeuroFM(
+            encoders={"movie": movie, "calcium": CalciumEncoder(CalciumConfig(), d_model=32)},
+            backbone=PerceiverIO(get_preset("tiny")),
+            readout=RetinotopicReadout(RetinotopicConfig(), d_model=32, sessions=units,
+                                       feature_channels=4),
+            heads={"calcium": PoissonHead(PoissonConfig(), d_model=32, channels=None)},
+        )  # fmt: skip
