@@ -4,8 +4,8 @@ In the style of the SENSORIUM cores: ``layers`` blocks, each a spatial 2-D convo
 frame, then a causal temporal 1-D convolution along the frames, batch norm and ELU. Average
 pooling shrinks the frames before the core (``input_pool``) and after the first spatial
 convolution (``downsample``; before the first temporal one, which then runs on 1/downsample^2 of
-the positions). Every session and animal shares it; the movie and image encoders build it from
-their configs (images use temporal kernels of 1: each presentation on its own).
+the positions). Every session and animal shares it; the ``movie_core`` encoder builds it from
+its config.
 
 Example:
     >>> import torch

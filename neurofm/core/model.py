@@ -209,7 +209,7 @@ class NeuroFM(nn.Module):
         rng = rng if rng is not None else np.random.default_rng(0)
         masked = self._masks(batch, tasks, rng)
         in_x, in_t, stimulus = self._encode(batch, masked)
-        pending, q_x, q_t = self._targets(batch, masked)
+        pending, q_x, q_t = self._targets(masked)
         if not pending and batch:
             # no sample has a target: one placeholder query keeps every backbone parameter in the
             # graph (its loss is 0), so distributed gradient reductions see the same parameters
@@ -346,7 +346,7 @@ class NeuroFM(nn.Module):
         return _interpolate(stream.times[vis], values, times)
 
     # -- step 3: targets -------------------------------------------------------------------------
-    def _targets(self, batch, masked):
+    def _targets(self, masked):
         """Every target block as a :class:`PendingTarget`, and each sample's output queries."""
         d, device = self.backbone.d_model, self.device
         pending: list[PendingTarget] = []

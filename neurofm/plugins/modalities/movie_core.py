@@ -107,40 +107,18 @@ class MovieCoreEncoder(PositionedStimulusEncoder):
         """Average groups of ``frame_pool`` consecutive frames (valid ones only); a group is
         timed at its last frame, so a core step describes the frames up to its time. Also returns
         the time of each group's first frame ``[T']``."""
-        k, t = self.config.frame_pool, stream.n_samples
-        if k == 1 or t == 0:
+        k = self.config.frame_pool
+        if k == 1 or stream.n_samples == 0:
             return stream, stream.times
-        n = -(-t // k)
-        pad = n * k - t
-        values = nn.functional.pad(stream.values, (0, 0) * (stream.values.ndim - 1) + (0, pad))
-        valid = nn.functional.pad(stream.valid.reshape(t).to(values.dtype), (0, pad))
-        weight = valid.view(n, k)
-        shape = (n, k) + (1,) * (values.ndim - 1)
-        pooled = (values.view(n, k, *values.shape[1:]) * weight.view(shape)).sum(1)
-        pooled = pooled / weight.sum(1).clamp(min=1).view((n,) + (1,) * (values.ndim - 1))
-        last = torch.clamp(torch.arange(n, device=values.device) * k + k - 1, max=t - 1)
-        first = torch.arange(n, device=values.device) * k
-        pooled_stream = StreamTensor(
-            pooled, weight.sum(1) > 0, stream.times[last], stream.period_s * k
-        )
-        return pooled_stream, stream.times[first]
+        mean, any_valid, first, last = _group_mean(stream.values, stream.valid, k)
+        pooled = StreamTensor(mean, any_valid, stream.times[last], stream.period_s * k)
+        return pooled, stream.times[first]
 
     def _tokens(self, values: Tensor, stream: StreamTensor, starts: Tensor) -> Tokens:
-        c, t = self.config, values.shape[0]
-        g = c.token_frames
-        n_t = -(-t // g)
-        valid = nn.functional.pad(stream.valid.reshape(t).to(values.dtype), (0, n_t * g - t))
-        weight = valid.view(n_t, g)  # average over the valid frames of each group
-        grouped = nn.functional.pad(values, (0, 0, 0, 0, 0, 0, 0, n_t * g - t))
-        grouped = grouped.view(n_t, g, *values.shape[1:])
-        keep = weight.sum(1) > 0
-        mean = (grouped * weight[:, :, None, None, None]).sum(1) / weight.sum(1).clamp(min=1)[
-            :, None, None, None
-        ]
+        c = self.config
+        mean, keep, first, last = _group_mean(values, stream.valid, c.token_frames)
         pooled = nn.functional.adaptive_avg_pool2d(mean, (c.token_rows, c.token_cols))
         x = self.to_token(pooled.flatten(2).transpose(1, 2)) + self.position  # [n_t, r*c, d]
-        first = torch.arange(n_t, device=values.device) * g
-        last = torch.clamp(first + g - 1, max=t - 1)
         frame_period = stream.period_s / c.frame_pool
         spans = torch.stack([starts[first], stream.times[last] + frame_period], -1)
         n_spatial = x.shape[1]
@@ -153,3 +131,25 @@ class MovieCoreEncoder(PositionedStimulusEncoder):
         values = stream.values.new_zeros(0, self.feature_channels, h, w)
         tokens = Tokens(stream.values.new_zeros(0, self.d_model), stream.values.new_zeros(0, 2))
         return PositionedOutput(tokens, FeatureMap(values, stream.times[:0], stream.period_s))
+
+
+def _group_mean(values: Tensor, valid: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Means over the valid steps of each group of ``k`` consecutive steps (the last group may be
+    shorter).
+
+    Shape: values ``[T, ...]``, valid ``[T]`` (or ``[T, 1...]``) -> mean ``[n, ...]``, whether any
+    step of the group was valid ``[n]``, and the index of each group's first and last step
+    ``[n]``, with ``n = ceil(T / k)``.
+    """
+    t = values.shape[0]
+    n = -(-t // k)
+    pad = n * k - t
+    weight = nn.functional.pad(valid.reshape(t).to(values.dtype), (0, pad)).view(n, k)
+    grouped = nn.functional.pad(values, (0, 0) * (values.ndim - 1) + (0, pad))
+    grouped = grouped.view(n, k, *values.shape[1:])
+    expand = (1,) * (values.ndim - 1)
+    total = weight.sum(1)
+    mean = (grouped * weight.view(n, k, *expand)).sum(1) / total.clamp(min=1).view(n, *expand)
+    first = torch.arange(n, device=values.device) * k
+    last = torch.clamp(first + k - 1, max=t - 1)
+    return mean, total > 0, first, last
