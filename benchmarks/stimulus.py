@@ -60,15 +60,18 @@ def ln_r(sessions, inputs: list[str], normalization) -> float:
     return float(np.nanmean(rs))
 
 
-def model_config(pathway: str, behaviour: bool, movie: dict | None = None) -> ModelConfig:
-    """The model of ``pathway`` for the benchmark's 18x32 movie (``movie``: settings of the
-    ``movie_core`` encoder over the default's; ``core`` inside it updates the core's)."""
+def model_config(
+    pathway: str, behaviour: bool, movie: dict | None = None, readout: dict | None = None
+) -> ModelConfig:
+    """The model of ``pathway`` for the benchmark's 18x32 movie (retinotopic pathway: ``movie``
+    updates the ``movie_core`` encoder's settings, ``core`` inside it the core's; ``readout``
+    the ``retinotopic`` readout's)."""
     default = default_model_config("small", frame_size=FRAME, stimulus_path=True).model_dump()
     streams = {"calcium": {"type": "calcium"}, "movie": default["modalities"]["movie"]}
     movie = dict(movie or {})
     streams["movie"]["core"].update(movie.pop("core", {}))
     streams["movie"].update(movie)
-    readout = default["readout"]
+    readout = {**default["readout"], **(readout or {})}
     if pathway == "tubelet":
         streams["movie"], readout = TUBELETS, {"type": "neuron_embedding"}
     elif pathway != "retinotopic":
@@ -151,11 +154,9 @@ def main() -> None:
         rows = []
         for seed in [int(s) for s in args.seeds.split(",")]:
             torch.manual_seed(seed)
-            config = model_config(pathway, args.behaviour, json.loads(args.movie))
-            if pathway == "retinotopic":
-                readout = {**config.readout.model_dump(), **json.loads(args.readout)}
-                config = config.model_copy(update={"readout": readout})
-                config = ModelConfig.model_validate(config.model_dump())
+            config = model_config(
+                pathway, args.behaviour, json.loads(args.movie), json.loads(args.readout)
+            )
             model = build_model(config, sessions)
             normalization = model.normalization()
             training = TrainingConfig(
