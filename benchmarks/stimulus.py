@@ -1,7 +1,8 @@
-"""The stimulus path: movie -> responses on simulated V1, per model pathway and seed.
+"""The stimulus path: movie (or images) -> responses on simulated V1, per model pathway and seed.
 
     python benchmarks/stimulus.py                      # both pathways, seeds 0,1 (1 thread each)
     python benchmarks/stimulus.py --pathways retinotopic --seeds 0,1,2,3 --out DIR
+    python benchmarks/stimulus.py --stimulus image     # flashed images instead of movies
 
 Pathways (each over the ``small`` backbone preset):
 
@@ -11,13 +12,18 @@ Pathways (each over the ``small`` backbone preset):
   convolutional core) and the ``retinotopic`` readout, which reads each neuron's drive at its own
   place on the screen; the backbone gives the per-neuron modulation.
 
+With ``--stimulus image`` the sessions show flashed images (0.5 s on, 0.5 s gray) instead of
+movies; the pathways are then the ``image`` patch encoder with ``neuron_embedding``, and the
+``image_core`` encoder (the same core, on the presentations laid onto 15 Hz steps) with
+``retinotopic``.
+
 Each trains from the movie alone (task ``responses_from_stimulus``; with ``--behaviour``, movie,
 running and gaze on ``responses_from_stimulus_behaviour``) for ``--steps`` steps per seed and
 reports the correlation of predicted with expected (noise-free) calcium on the test tier (10 test
 clips x 5 repeats per session), next to an LN model fitted to the same inputs. For the
 retinotopic pathway it also reports how well the screen position each neuron's readout settles on
 matches the simulator's receptive-field centre (``rf_center_deg``, at zero gaze): Pearson r per
-axis over all neurons of all sessions, with a scatter plot (``rf_scatter_seed<N>.png``).
+axis over all neurons of all sessions, with a scatter plot (``rf_scatter_<stimulus>_seed<N>.png``).
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from neurofm.plugins.readouts.retinotopic import RetinotopicReadout
 
 FRAME = (18, 32)
 TUBELETS = {"type": "movie", "height": 18, "width": 32, "patch_height": 6, "patch_width": 8}
+PATCHES = {"type": "image", "height": 18, "width": 32, "patch_height": 6, "patch_width": 8}
 
 
 def ln_r(sessions, inputs: list[str], normalization) -> float:
@@ -61,19 +68,29 @@ def ln_r(sessions, inputs: list[str], normalization) -> float:
 
 
 def model_config(
-    pathway: str, behaviour: bool, movie: dict | None = None, readout: dict | None = None
+    pathway: str,
+    behaviour: bool,
+    movie: dict | None = None,
+    readout: dict | None = None,
+    stimulus: str = "movie",
 ) -> ModelConfig:
-    """The model of ``pathway`` for the benchmark's 18x32 movie (retinotopic pathway: ``movie``
-    updates the ``movie_core`` encoder's settings, ``core`` inside it the core's; ``readout``
-    the ``retinotopic`` readout's)."""
+    """The model of ``pathway`` for the benchmark's 18x32 movie or images (retinotopic pathway:
+    ``movie`` updates the ``movie_core`` encoder's settings, ``core`` inside it the core's;
+    ``readout`` the ``retinotopic`` readout's). Images: ``image_core`` with the same core at the
+    core's step rate of the movie (15 Hz), or ``image`` patches for the tubelet pathway."""
     default = default_model_config("small", frame_size=FRAME, stimulus_path=True).model_dump()
-    streams = {"calcium": {"type": "calcium"}, "movie": default["modalities"]["movie"]}
+    encoder = default["modalities"]["movie"]
     movie = dict(movie or {})
-    streams["movie"]["core"].update(movie.pop("core", {}))
-    streams["movie"].update(movie)
+    encoder["core"].update(movie.pop("core", {}))
+    encoder.update(movie)
+    if stimulus == "image":
+        step_s = encoder.pop("frame_pool") / 30.0
+        encoder = {**encoder, "type": "image_core", "step_s": step_s}
+    streams = {"calcium": {"type": "calcium"}, stimulus: encoder}
     readout = {**default["readout"], **(readout or {})}
     if pathway == "tubelet":
-        streams["movie"], readout = TUBELETS, {"type": "neuron_embedding"}
+        streams[stimulus] = TUBELETS if stimulus == "movie" else PATCHES
+        readout = {"type": "neuron_embedding"}
     elif pathway != "retinotopic":
         raise SystemExit(f"unknown pathway {pathway!r}; choose tubelet or retinotopic")
     if behaviour:
@@ -84,13 +101,13 @@ def model_config(
     )  # fmt: skip
 
 
-def receptive_fields(model, sessions) -> tuple[np.ndarray, np.ndarray]:
+def receptive_fields(model, sessions, stimulus: str) -> tuple[np.ndarray, np.ndarray]:
     """``(readout positions [N, 2], true centres [N, 2])`` in degrees (x right, y up) over every
     neuron of every session."""
     found, true = [], []
     for s in sessions:
         mu = model.readout.screen_positions(s.session_id).cpu().numpy().astype(np.float64)
-        height, width = s.stream_spec("movie").data.shape[1:3]
+        height, width = s.stream_spec(stimulus).data.shape[1:3]
         deg_per_px = SCREEN_WIDTH_DEG / width
         found.append(np.stack([mu[:, 0] * width / 2, -mu[:, 1] * height / 2], 1) * deg_per_px)
         true.append(np.asarray(s.ground_truth("rf_center_deg"), np.float64))
@@ -130,16 +147,24 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--behaviour", action="store_true", help="movie + running + gaze -> responses")
+    p.add_argument(
+        "--stimulus",
+        choices=["movie", "image"],
+        default="movie",
+        help="simulated movies, or flashed images (0.5 s on, 0.5 s gray)",
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--data", default=None, help="simulated data folder (default: a temporary one)")
     p.add_argument("--out", default="benchmarks/results/stimulus", help="figures and JSON")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     sim = SimulationConfig.tiny().model_copy(
-        update=dict(stimulus="movie", n_train_trials=80, trial_duration_s=4.0,
+        update=dict(stimulus=args.stimulus, n_train_trials=80, trial_duration_s=4.0,
                     neurons_per_session=64, n_test_clips=10)
     )  # fmt: skip
-    root = Path(args.data or tempfile.mkdtemp()) / "stimulus"
+    root = Path(args.data or tempfile.mkdtemp()) / (
+        "stimulus" if args.stimulus == "movie" else "images"
+    )
     if not (root / "simulation.json").exists():
         simulate_to_disk(root, sim, progress=False, overwrite=True)
     sessions = open_dataset(root)
@@ -155,8 +180,9 @@ def main() -> None:
         for seed in [int(s) for s in args.seeds.split(",")]:
             torch.manual_seed(seed)
             config = model_config(
-                pathway, args.behaviour, json.loads(args.movie), json.loads(args.readout)
-            )
+                pathway, args.behaviour, json.loads(args.movie), json.loads(args.readout),
+                args.stimulus,
+            )  # fmt: skip
             model = build_model(config, sessions)
             normalization = model.normalization()
             training = TrainingConfig(
@@ -170,10 +196,10 @@ def main() -> None:
                    "r": correlations(model.eval(), sessions, get_task(task), None)}  # fmt: skip
             line = f"  {pathway} seed {seed}: r {row['r']:.3f} ({seconds:.0f} s)"
             if isinstance(model.readout, RetinotopicReadout):
-                found, true = receptive_fields(model, sessions)
+                found, true = receptive_fields(model, sessions, args.stimulus)
                 row["rf_r"] = [float(np.corrcoef(found[:, a], true[:, a])[0, 1]) for a in (0, 1)]
                 line += f", RF centre r x {row['rf_r'][0]:.3f} y {row['rf_r'][1]:.3f}"
-                plot_rf(found, true, out / f"rf_scatter_seed{seed}.png",
+                plot_rf(found, true, out / f"rf_scatter_{args.stimulus}_seed{seed}.png",
                         f"{pathway}, seed {seed}, {args.steps} steps: readout position vs "
                         f"simulated RF centre ({len(true)} neurons)")  # fmt: skip
             print(line, flush=True)
@@ -182,12 +208,12 @@ def main() -> None:
         print(f"{pathway}: mean r {np.mean(rs):.3f} (sd {np.std(rs):.3f}) over {len(rs)} seeds",
               flush=True)  # fmt: skip
         results[pathway] = rows
-    inputs = ["movie", "running", "gaze"] if args.behaviour else ["movie"]
+    inputs = [args.stimulus, "running", "gaze"] if args.behaviour else [args.stimulus]
     ln = ln_r(sessions, inputs, normalization)
     print(f"LN ({', '.join(inputs)}): r {ln:.3f}")
-    payload = {"task": task, "steps": args.steps, "threads": args.threads, "ln_r": ln,
+    payload = {"task": task, "stimulus": args.stimulus, "steps": args.steps, "threads": args.threads, "ln_r": ln,
                "pathways": results}  # fmt: skip
-    (out / "stimulus.json").write_text(json.dumps(payload, indent=2) + "\n")
+    (out / f"stimulus_{args.stimulus}.json").write_text(json.dumps(payload, indent=2) + "\n")
 
 
 if __name__ == "__main__":
