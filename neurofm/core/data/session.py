@@ -205,13 +205,18 @@ class Session:
 
     @cached_property
     def time_range(self) -> tuple[float, float]:
-        """``(start, end)`` in seconds covered by any stream (end = last sample + one period)."""
+        """``(start, end)`` in seconds covered by any stream.
+
+        A regular stream covers up to its last sample plus one period; an event-like stream (one
+        sample per presentation) up to its last sample.
+        """
         starts, ends = [], []
         for name, spec in self.manifest.streams.items():
             ts = self.stream_timestamps(name)
             if ts.size:
                 starts.append(float(ts[0]))
-                ends.append(float(ts[-1]) + 1.0 / spec.sampling_rate_hz)
+                period = 0.0 if spec.event_like else 1.0 / spec.sampling_rate_hz
+                ends.append(float(ts[-1]) + period)
         if not starts:
             raise DataError(f"session {self.session_id!r} has no samples in any stream")
         return min(starts), max(ends)
