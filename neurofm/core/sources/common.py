@@ -195,8 +195,8 @@ def resolve_rates(
 ) -> dict[str, StreamInput]:
     """Give every stream without a stated rate its estimated one, recording each as a guess.
 
-    Regular streams: the median time between consecutive samples within one presentation (never
-    across a gap); event-like streams: one over the median duration of their presentations.
+    Regular streams: measured from the steps between consecutive samples within one presentation
+    (never across a gap); event-like streams: one over the median duration of their presentations.
     """
     out: dict[str, StreamInput] = {}
     for name, stream in streams.items():
@@ -208,7 +208,7 @@ def resolve_rates(
             how = "one sample per presentation; rate = 1 / median presentation duration"
         else:
             rate = estimate_rate(stream.timestamps, intervals)
-            how = "median interval between samples within presentations"
+            how = "measured between samples within presentations"
         if rate is None:
             rate, how = 1.0, "fewer than two samples; set to 1 Hz"
         summary.guess(
