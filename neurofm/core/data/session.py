@@ -203,6 +203,18 @@ class Session:
         found = [i for i in self.manifest.intervals if tier is None or i.tier == tier]
         return sorted(found, key=lambda i: i.start)
 
+    def with_intervals(self, intervals: list[Interval]) -> Session:
+        """The same session (same memory-mapped arrays) with other intervals, e.g. re-tiered.
+
+        Nothing is written: the folder on disk keeps its own intervals.
+        """
+        manifest = Manifest.model_validate(
+            self.manifest.model_dump() | {"intervals": [iv.model_dump() for iv in intervals]}
+        )
+        view = Session(self.path, manifest)
+        view._arrays = self._arrays
+        return view
+
     @cached_property
     def time_range(self) -> tuple[float, float]:
         """``(start, end)`` in seconds covered by any stream.
