@@ -43,7 +43,7 @@ def train_and_save(
 
     from neurofm.core.builder import build_model
     from neurofm.core.checkpoint import save_pretrained
-    from neurofm.core.data.validation import hold_out_validation
+    from neurofm.core.data.validation import hold_out_validation, validation_note
     from neurofm.core.training import Trainer, resolve_device
     from neurofm.core.training.distributed import init_distributed
     from neurofm.core.training.state import latest_state
@@ -53,12 +53,8 @@ def train_and_save(
         device = resolve_device(training.device)
     say = print if info.is_main else (lambda *a, **k: None)
     sessions, split = hold_out_validation(sessions, validation_fraction, window_s=window_s)
-    if split is not None:
-        say(f"no validation tier in the data: {split.describe()} (data.validation_fraction "
-            f"{validation_fraction}; recorded in the checkpoint)")  # fmt: skip
-    elif not any(s.intervals("validation") for s in sessions):
-        say("no validation tier in the data and data.validation_fraction is 0: training without "
-            "validation (no validation loss)")  # fmt: skip
+    if (text := validation_note(sessions, split, validation_fraction, window_s)) is not None:
+        say(text)
     torch.manual_seed(training.seed)
     model = build_model(model_config, sessions).to(device)
     n_params = sum(p.numel() for p in model.parameters())

@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 
 from neurofm.core.data.manifest import Interval
 from neurofm.core.data.session import Session
+from neurofm.core.data.windows import tile_intervals
 
-__all__ = ["ValidationSplit", "hold_out_validation"]
+__all__ = ["ValidationSplit", "hold_out_validation", "validation_note"]
 
 
 @dataclass(frozen=True)
@@ -112,3 +113,23 @@ def hold_out_validation(
         held[session.session_id] = [(train[i].start, train[i].end) for i in sorted(chosen)]
         out.append(session.with_intervals(intervals))
     return out, ValidationSplit(fraction, held, total)
+
+
+def validation_note(
+    sessions: Sequence[Session], split: ValidationSplit | None, fraction: float, window_s: float
+) -> str | None:
+    """What training says about its validation data (None: a validation tier that serves)."""
+    if split is not None:
+        return (
+            f"no validation tier in the data: {split.describe()} (data.validation_fraction "
+            f"{fraction}; recorded in the checkpoint)"
+        )
+    if any(tile_intervals(s, "validation", window_s) for s in sessions):
+        return None
+    if any(s.intervals("validation") for s in sessions):
+        why = f"no validation interval is as long as a window (data.window_s {window_s} s)"
+    elif fraction <= 0:
+        why = "no validation tier in the data and data.validation_fraction is 0"
+    else:
+        why = "no validation tier in the data and no session has two train stimuli to hold one out"
+    return f"{why}: training without validation (no validation loss)"

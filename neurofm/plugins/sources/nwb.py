@@ -361,12 +361,26 @@ class NwbSource(Source):
                         end=float(stop[r]),
                         tier=tier,
                         stimulus_id=None if stim is None else str(stim),
-                        trial=r if trials is None else int(trials[r]),
+                        trial=r if trials is None else self._trial(trials[r], table, trial_col),
                     )
                 )
         if not out:
             raise SourceFormatError(f"{what}: no stimulus presentations (TimeIntervals) found.")
         return sorted(out, key=lambda iv: iv.start)
+
+    @staticmethod
+    def _trial(value: Any, table: Any, column: str) -> int:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = float("nan")
+        if not number.is_integer():
+            raise SourceFormatError(
+                f"nwb: interval table {table.name!r} column {column!r} holds {value!r}; expected "
+                f"integer trial numbers. Remove the column from `trial_columns` in the importer "
+                f"config to number trials by row."
+            )
+        return int(number)
 
     def _calcium_rate(self, rrs: Any, ts: np.ndarray, intervals, sid: str, summary) -> float | None:
         """The series' rate, else the imaging plane's ``imaging_rate`` if the timestamps agree."""

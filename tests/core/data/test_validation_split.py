@@ -75,3 +75,15 @@ def test_training_says_so_once_and_records_the_split(
     assert "training without validation" in printed and "nan" not in printed
     assert result.validation_loss == []
     assert "validation_split" not in json.loads((tmp_path / "b/meta.json").read_text())
+
+
+def test_the_note_says_why_there_is_no_validation(tiny_data: Path) -> None:
+    from neurofm.core.data.validation import validation_note
+
+    sessions = open_dataset(tiny_data)
+    assert validation_note(sessions, None, 0.1, 1.0) is None
+    assert "as long as a window" in validation_note(sessions, None, 0.1, 1e6)
+    bare = _without_validation(sessions)
+    assert "validation_fraction is 0" in validation_note(bare, None, 0.0, 1.0)
+    _, split = hold_out_validation(bare, 0.1, window_s=1.0)
+    assert "recorded in the checkpoint" in validation_note(bare, split, 0.1, 1.0)
