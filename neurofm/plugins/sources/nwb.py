@@ -264,8 +264,12 @@ class NwbSource(Source):
                 k = 0
                 summary.guess(f"{sid}/pupil", f"the only pupil series {names[0]!r} is the size")
             if k is None:
-                summary.skip(
-                    f"{sid}/pupil", f"no pupil size among series {names} (pupil_size_names)"
+                raise SourceFormatError(
+                    f"{self._what}: the file holds {len(pupil)} pupil series {names} and none is "
+                    f"named as the pupil size (pupil_size_names: {list(cfg.pupil_size_names)}), so "
+                    f"which one is the size cannot be checked. Set `pupil_size_names` in the "
+                    f"importer config (--config) to the size series' name, e.g. "
+                    f"pupil_size_names: [{names[0]}]."
                 )
             else:
                 obj = pupil[k]
@@ -314,7 +318,7 @@ class NwbSource(Source):
 
     def _intervals(self, nwb: Any, sid: str, summary: ImportSummary) -> list[Interval]:
         cfg = self.config
-        what = f"nwb {sid}"
+        what = self._what
         tables = {id(t): t for t in [nwb.trials, *nwb.intervals.values()] if t is not None}
         out: list[Interval] = []
         for table in tables.values():  # `trials` may also be listed among `intervals`
@@ -401,7 +405,7 @@ class NwbSource(Source):
 
     def _session(self, pynwb, nwb, path, root, scratch, summary) -> Path:
         sid = safe_id(path.stem)
-        what = f"nwb {sid}"
+        what = self._what = f"nwb {path}"
         self._used: set[int] = set()
         rrs = self._responses(nwb, what)
         self._used.add(id(rrs))

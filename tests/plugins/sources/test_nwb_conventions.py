@@ -11,6 +11,7 @@ from source_fixtures import T0
 
 from neurofm import registry
 from neurofm.core.data import Session
+from neurofm.core.sources import SourceFormatError
 
 pytestmark = pytest.mark.filterwarnings("ignore:The linked table for DynamicTableRegion")
 
@@ -18,7 +19,13 @@ N = 3
 CENTRES = np.array([[4.0, 2.0, 1.0], [7.0, 5.0, 2.0], [10.0, 9.0, 3.0]])  # x, y, z in pixels
 
 
-def _write(path: Path, position: str, *, spacing: bool = False) -> dict:
+def _write(
+    path: Path,
+    position: str,
+    *,
+    spacing: bool = False,
+    pupil_series: tuple[str, str] = ("pupil_radius_minor", "pupil_radius_major"),
+) -> dict:
     pynwb = pytest.importorskip("pynwb")
     from pynwb.behavior import PupilTracking
     from pynwb.ophys import DfOverF, ImageSegmentation, OpticalChannel, RoiResponseSeries
@@ -72,7 +79,7 @@ def _write(path: Path, position: str, *, spacing: bool = False) -> dict:
     t = T0 + np.arange(200) / 20.0
     major = 10 + np.sin(np.arange(200) / 9)
     pupil = PupilTracking(name="PupilTracking")
-    for name, data in (("pupil_radius_minor", 0.7 * major), ("pupil_radius_major", major)):
+    for name, data in zip(pupil_series, (0.7 * major, major), strict=True):
         pupil.add_timeseries(pynwb.TimeSeries(name=name, data=data, unit="px", timestamps=t))
     behaviour.add(pupil)
     nwb.add_acquisition(pynwb.TimeSeries(name="lick_sensor", data=np.zeros(50), unit="V", rate=5.0))
@@ -134,3 +141,18 @@ def test_configured_names_override_the_defaults(tmp_path: Path) -> None:
     np.testing.assert_array_equal(s.units.ids, [0, 1, 2])  # the table's own id column
     assert s.units.time_offset_s is None
     assert {iv.stimulus_id for iv in s.intervals()} == {"1.0"}
+
+
+def test_pupil_series_that_cannot_be_told_apart_are_an_error(tmp_path: Path) -> None:
+    exp = _write(tmp_path / "rec.nwb", "centroid", pupil_series=("pupil_a", "pupil_b"))
+    with pytest.raises(SourceFormatError, match=r"rec.nwb.*2 pupil series.*`pupil_size_names`"):
+        registry.sources.get("nwb")().import_(
+            tmp_path / "rec.nwb", tmp_path / "out", overwrite=False, progress=False
+        )
+    assert not (tmp_path / "out").exists()
+    source = registry.sources.get("nwb")
+    source(source.Config(pupil_size_names=["pupil_b"])).import_(
+        tmp_path / "rec.nwb", tmp_path / "out", overwrite=False, progress=False
+    )
+    pupil = Session.open(tmp_path / "out/rec").stream_data("pupil")[:, 0]
+    np.testing.assert_allclose(pupil, exp["major"].astype(np.float32))
