@@ -39,14 +39,13 @@ from neurofm.core.sources.common import (
     DEFAULT_TIER_ALIASES,
     describe_session,
     find_name,
-    find_pupil_size,
-    pupil_with_derivative,
     resolve_rates,
     resolve_tier,
     safe_id,
     scratch_array,
 )
 from neurofm.errors import NeurofmError
+from neurofm.plugins.sources._nwb_series import SeriesReader, series_times, stated_rate, where
 from neurofm.plugins.sources._nwb_units import read_units
 
 __all__ = ["NwbConfig", "NwbSource"]
@@ -138,36 +137,12 @@ def _pynwb() -> Any:
     return pynwb
 
 
-def _times(series: Any) -> np.ndarray:
-    n = series.data.shape[0]
-    if series.timestamps is not None:
-        ts = np.asarray(series.timestamps[:], dtype=np.float64)
-    else:
-        ts = float(series.starting_time) + np.arange(n, dtype=np.float64) / float(series.rate)
-    if ts.shape[0] != n:
-        raise SourceFormatError(
-            f"nwb: {series.name} has {n} samples but {ts.shape[0]} timestamps; expected one each."
-        )
-    return ts
-
-
-def _stated_rate(series: Any) -> float | None:
-    """The series' rate when it is stated (series without timestamps state one)."""
-    rate = getattr(series, "rate", None)
-    return float(rate) if series.timestamps is None and rate else None
-
-
 def _copy(dataset: Any, out: np.ndarray) -> np.ndarray:
     """Copy an HDF5 dataset into a memmap chunk by chunk (never all in memory)."""
     for i in range(0, out.shape[0], _CHUNK):
         out[i : i + _CHUNK] = np.asarray(dataset[i : i + _CHUNK]).reshape(out[i : i + _CHUNK].shape)
     out.flush()
     return out
-
-
-def _where(obj: Any) -> str:
-    parent = obj.parent
-    return f"{parent.name}/{obj.name}" if parent is not None and parent.name != "root" else obj.name
 
 
 class NwbSource(Source):
@@ -215,90 +190,11 @@ class NwbSource(Source):
             )
         return series[0]
 
-    def _behaviour(self, pynwb: Any, nwb: Any, sid: str, summary: ImportSummary) -> dict:
-        """Running, pupil and gaze streams; the series used are added to ``self._used``."""
-        cfg = self.config
-        running, gaze, pupil = [], [], []
-        series = [
-            o
-            for o in nwb.objects.values()
-            if isinstance(o, pynwb.base.TimeSeries)
-            and not isinstance(o, pynwb.ophys.RoiResponseSeries | pynwb.image.ImageSeries)
-        ]
-        for obj in sorted(series, key=_where):
-            parent = type(obj.parent).__name__ if obj.parent is not None else ""
-            if parent == "EyeTracking" or find_name([obj.name], cfg.gaze_names) is not None:
-                gaze.append(obj)
-            elif parent == "PupilTracking" or find_name([obj.name], cfg.pupil_names) is not None:
-                pupil.append(obj)
-            elif find_name([obj.name], cfg.running_names) is not None:
-                running.append(obj)
-        streams: dict[str, StreamInput] = {}
-        if running:
-            obj = running[0]
-            data = self._matrix(obj, sid, summary, keep=1)
-            streams["running"] = StreamInput(
-                "running",
-                data,
-                _times(obj),
-                channel_names=["speed"],
-                sampling_rate_hz=_stated_rate(obj),
-            )
-        if gaze:
-            obj = gaze[0]
-            data = self._matrix(obj, sid, summary, keep=2)
-            if data.shape[1] == 2:
-                streams["gaze"] = StreamInput(
-                    "gaze",
-                    data,
-                    _times(obj),
-                    channel_names=["x", "y"],
-                    sampling_rate_hz=_stated_rate(obj),
-                )
-            else:
-                self._used.discard(id(obj))
-        if pupil:
-            names = [o.name for o in pupil]
-            k = find_pupil_size(names, cfg.pupil_size_names)
-            if k is None and len(pupil) == 1:
-                k = 0
-                summary.guess(f"{sid}/pupil", f"the only pupil series {names[0]!r} is the size")
-            if k is None:
-                raise SourceFormatError(
-                    f"{self._what}: the file holds {len(pupil)} pupil series {names} and none is "
-                    f"named as the pupil size (pupil_size_names: {list(cfg.pupil_size_names)}), so "
-                    f"which one is the size cannot be checked. Set `pupil_size_names` in the "
-                    f"importer config (--config) to the size series' name, e.g. "
-                    f"pupil_size_names: [{names[0]}]."
-                )
-            else:
-                obj = pupil[k]
-                size = self._matrix(obj, sid, summary, keep=1)[:, 0]
-                ts = _times(obj)
-                summary.guess(f"{sid}/pupil d_size", f"computed from {obj.name!r} over time")
-                streams["pupil"] = StreamInput(
-                    "pupil", pupil_with_derivative(size, ts), ts, channel_names=["size", "d_size"],
-                    sampling_rate_hz=_stated_rate(obj),
-                )  # fmt: skip
-        for name in ("running", "pupil", "gaze"):
-            if name not in streams:
-                summary.skip(f"{sid}/{name}", "no matching TimeSeries in the file")
-        return streams
-
-    def _matrix(self, obj: Any, sid: str, summary: ImportSummary, *, keep: int) -> np.ndarray:
-        """The first ``keep`` columns ``[T, keep]`` of a series (others reported unused)."""
-        data = np.asarray(obj.data[:], np.float64)
-        data = data.reshape(data.shape[0], -1)
-        self._used.add(id(obj))
-        if data.shape[1] > keep:
-            summary.skip(f"{sid}/{_where(obj)} columns {keep}..{data.shape[1] - 1}", "not used")
-        return data[:, :keep]
-
-    def _stimuli(self, pynwb: Any, nwb: Any, scratch: Path, sid: str, summary) -> dict:
+    def _stimuli(self, reader: SeriesReader, nwb: Any, scratch: Path) -> dict:
         streams: dict[str, StreamInput] = {}
         for series in nwb.stimulus.values():
             data = getattr(series, "data", None)
-            is_frames = isinstance(series, pynwb.image.ImageSeries) and data is not None
+            is_frames = isinstance(series, reader.pynwb.image.ImageSeries) and data is not None
             if not (is_frames and len(data.shape) == 3):
                 continue
             image = find_name([series.name], self.config.image_series_names) is not None
@@ -309,16 +205,15 @@ class NwbSource(Source):
             streams[name] = StreamInput(
                 name,
                 frames,
-                _times(series),
-                sampling_rate_hz=_stated_rate(series),
+                series_times(series),
+                sampling_rate_hz=stated_rate(series),
                 event_like=image,
             )
-            self._used.add(id(series))
+            reader.used.add(id(series))
         return streams
 
-    def _intervals(self, nwb: Any, sid: str, summary: ImportSummary) -> list[Interval]:
+    def _intervals(self, nwb: Any, sid: str, what: str, summary) -> list[Interval]:
         cfg = self.config
-        what = self._what
         tables = {id(t): t for t in [nwb.trials, *nwb.intervals.values()] if t is not None}
         out: list[Interval] = []
         for table in tables.values():  # `trials` may also be listed among `intervals`
@@ -388,7 +283,7 @@ class NwbSource(Source):
 
     def _calcium_rate(self, rrs: Any, ts: np.ndarray, intervals, sid: str, summary) -> float | None:
         """The series' rate, else the imaging plane's ``imaging_rate`` if the timestamps agree."""
-        stated = _stated_rate(rrs)
+        stated = stated_rate(rrs)
         if stated is not None:
             return stated
         plane = getattr(rrs.rois.table, "imaging_plane", None)
@@ -405,25 +300,25 @@ class NwbSource(Source):
 
     def _session(self, pynwb, nwb, path, root, scratch, summary) -> Path:
         sid = safe_id(path.stem)
-        what = self._what = f"nwb {path}"
-        self._used: set[int] = set()
+        what = f"nwb {path}"
+        reader = SeriesReader(pynwb, self.config, sid, what, summary)
         rrs = self._responses(nwb, what)
-        self._used.add(id(rrs))
+        reader.used.add(id(rrs))
         shape = rrs.data.shape
         n = shape[1] if len(shape) == 2 else 1
         calcium = _copy(rrs.data, scratch_array(scratch, "calcium", (shape[0], n)))
-        intervals = self._intervals(nwb, sid, summary)
-        ts = _times(rrs)
+        intervals = self._intervals(nwb, sid, what, summary)
+        ts = series_times(rrs)
         rate = self._calcium_rate(rrs, ts, intervals, sid, summary)
         streams = {
             "calcium": StreamInput("calcium", calcium, ts, per_unit=True, sampling_rate_hz=rate)
         }
-        streams.update(self._behaviour(pynwb, nwb, sid, summary))
-        streams.update(self._stimuli(pynwb, nwb, scratch, sid, summary))
+        streams.update(reader.behaviour(nwb))
+        streams.update(self._stimuli(reader, nwb, scratch))
         units = read_units(rrs, n, self.config, sid, summary, what)
         for obj in sorted(nwb.objects.values(), key=lambda o: str(getattr(o, "name", ""))):
-            if isinstance(obj, pynwb.base.TimeSeries) and id(obj) not in self._used:
-                summary.skip(f"{sid}/{_where(obj)}", f"{type(obj).__name__} not read")
+            if isinstance(obj, pynwb.base.TimeSeries) and id(obj) not in reader.used:
+                summary.skip(f"{sid}/{where(obj)}", f"{type(obj).__name__} not read")
         if nwb.units is not None:
             summary.skip(f"{sid}/units", "spike-sorted units table not read")
         streams = resolve_rates(streams, intervals, summary, sid)
