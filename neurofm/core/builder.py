@@ -58,12 +58,21 @@ class ModelConfig(StrictModel):
 
 class DataConfig(StrictModel):
     """Where the sessions are and how windows are cut (``session_weights``: session id -> sampling
-    weight; default: sessions weighted by their usable train time)."""
+    weight; default: sessions weighted by their usable train time). ``validation_fraction``: when
+    no session has a validation tier, the fraction of each session's train intervals held out as
+    validation (whole intervals, repeats of a stimulus together; 0 trains without validation)."""
 
     path: str
     sessions: list[str] | None = None
     window_s: float = Field(2.0, gt=0)
     session_weights: dict[str, float] | None = None
+    validation_fraction: float = Field(
+        0.1,
+        ge=0,
+        lt=1,
+        description="share of train intervals held out as validation when the data has no "
+        "validation tier (0: train without validation)",
+    )
 
 
 class TrainingConfig(StrictModel):

@@ -29,16 +29,21 @@ def train_and_save(
     resume: bool = False,
     state_dir: Path | None = None,
     session_weights: dict[str, float] | None = None,
+    validation_fraction: float = 0.1,
 ):
     """Build, train (resuming if asked) and save a model; returns ``(model, TrainResult)``.
 
-    Under torchrun every rank calls this; rank 0 prints and writes the checkpoint.
+    When no session has a validation tier, ``validation_fraction`` of each session's train
+    intervals is held out as validation (:mod:`neurofm.core.data.validation`; recorded in the
+    checkpoint); with 0 the model trains without validation. Under torchrun every rank calls
+    this; rank 0 prints and writes the checkpoint.
     """
     import torch
     import torch.distributed as dist
 
     from neurofm.core.builder import build_model
     from neurofm.core.checkpoint import save_pretrained
+    from neurofm.core.data.validation import hold_out_validation, validation_note
     from neurofm.core.training import Trainer, resolve_device
     from neurofm.core.training.distributed import init_distributed
     from neurofm.core.training.state import latest_state
@@ -47,6 +52,9 @@ def train_and_save(
     if not info.distributed:
         device = resolve_device(training.device)
     say = print if info.is_main else (lambda *a, **k: None)
+    sessions, split = hold_out_validation(sessions, validation_fraction, window_s=window_s)
+    if (text := validation_note(sessions, split, validation_fraction, window_s)) is not None:
+        say(text)
     torch.manual_seed(training.seed)
     model = build_model(model_config, sessions).to(device)
     n_params = sum(p.numel() for p in model.parameters())
@@ -82,6 +90,8 @@ def train_and_save(
         weights = {k.removeprefix("model."): v for k, v in full.items()}
     if info.is_main:
         extra = {"window_s": window_s, "steps": trainer.step}
+        if split is not None:
+            extra["validation_split"] = split.to_json()
         save_pretrained(model, model_config, out, extra=extra, weights=weights)
     if info.distributed:
         dist.barrier()
@@ -108,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         state_dir=state,
         session_weights=config.data.session_weights,
+        validation_fraction=config.data.validation_fraction,
     )
     if os.environ.get("RANK", "0") == "0":
         print(f"checkpoint written to {args.out}")

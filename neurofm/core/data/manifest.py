@@ -14,6 +14,7 @@ __all__ = [
     "FORMAT_VERSION",
     "SAFE_ID",
     "ArraySpec",
+    "ImportNotes",
     "Interval",
     "Manifest",
     "StreamSpec",
@@ -80,6 +81,7 @@ class StreamSpec(StrictModel):
     timestamps: ArraySpec
     sampling_rate_hz: float = Field(gt=0)
     per_unit: bool = False
+    event_like: bool = False
     channel_names: list[str] | None = None
     statistics: StreamStatistics | None = None
 
@@ -140,6 +142,17 @@ class Interval(StrictModel):
         return self
 
 
+class ImportNotes(StrictModel):
+    """What an importer left out of a session and what it had to guess (``neurofm import``).
+
+    Each entry is ``"what: why"``, e.g. ``"eye_tracker/data column 3 'minor_radius': not used"``.
+    """
+
+    source: str
+    unused: list[str] = Field(default_factory=list)
+    guesses: list[str] = Field(default_factory=list)
+
+
 class Manifest(StrictModel):
     """Top-level ``manifest.json`` of a session folder."""
 
@@ -153,6 +166,7 @@ class Manifest(StrictModel):
     intervals: list[Interval]
     ground_truth: dict[str, ArraySpec] = Field(default_factory=dict)
     attributes: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    import_notes: ImportNotes | None = None
     written_by: str = ""
 
     @field_validator("session_id", "animal_id")

@@ -203,15 +203,32 @@ class Session:
         found = [i for i in self.manifest.intervals if tier is None or i.tier == tier]
         return sorted(found, key=lambda i: i.start)
 
+    def with_intervals(self, intervals: list[Interval]) -> Session:
+        """The same session (same memory-mapped arrays) with other intervals, e.g. re-tiered.
+
+        Nothing is written: the folder on disk keeps its own intervals.
+        """
+        manifest = Manifest.model_validate(
+            self.manifest.model_dump() | {"intervals": [iv.model_dump() for iv in intervals]}
+        )
+        view = Session(self.path, manifest)
+        view._arrays = self._arrays
+        return view
+
     @cached_property
     def time_range(self) -> tuple[float, float]:
-        """``(start, end)`` in seconds covered by any stream (end = last sample + one period)."""
+        """``(start, end)`` in seconds covered by any stream.
+
+        A regular stream covers up to its last sample plus one period; an event-like stream (one
+        sample per presentation) up to its last sample.
+        """
         starts, ends = [], []
         for name, spec in self.manifest.streams.items():
             ts = self.stream_timestamps(name)
             if ts.size:
                 starts.append(float(ts[0]))
-                ends.append(float(ts[-1]) + 1.0 / spec.sampling_rate_hz)
+                period = 0.0 if spec.event_like else 1.0 / spec.sampling_rate_hz
+                ends.append(float(ts[-1]) + period)
         if not starts:
             raise DataError(f"session {self.session_id!r} has no samples in any stream")
         return min(starts), max(ends)

@@ -55,7 +55,14 @@ def simulate_to_disk(
                 species=sim.species,
                 streams=streams,
                 intervals=sim.intervals,
-                units=UnitTable(sim.unit_ids, sim.unit_position_um, sim.unit_area),
+                units=UnitTable(
+                    sim.unit_ids,
+                    sim.unit_position_um,
+                    sim.unit_area,
+                    sim.ground_truth["scan_offset_s"].astype("float64")
+                    if config.apply_scan_offsets
+                    else None,
+                ),
                 ground_truth=truth,
                 attributes={"simulated": True, "seed": config.seed},
             )

@@ -22,6 +22,9 @@ class WindowSample:
 
     ``streams`` holds only the streams the model uses that this session has (absent ones are simply
     missing). ``truth`` holds ground-truth arrays cut to the window when requested (simulated data).
+    ``unit_time_offset_s`` ``[N]`` float32: each unit's sample time within a frame of the per-unit
+    streams (the session's ``units/time_offset_s``; None when the session records none), so unit
+    ``n``'s sample ``k`` was taken at ``times[k] + unit_time_offset_s[n]``.
     """
 
     session_id: str
@@ -29,6 +32,7 @@ class WindowSample:
     duration: float
     streams: dict[str, StreamTensor]
     truth: dict[str, torch.Tensor] = field(default_factory=dict)
+    unit_time_offset_s: torch.Tensor | None = None
 
 
 def _normalise(
@@ -86,7 +90,11 @@ def load_window(
             mean, std, mode = scales[length]
             data = _normalise(data, mean, std, mode).astype(np.float32)
         truth[name] = torch.from_numpy(data)
-    return WindowSample(session.session_id, float(t0), float(duration), streams, truth)
+    units = session.units
+    offsets = None
+    if units is not None and units.time_offset_s is not None:
+        offsets = torch.from_numpy(np.asarray(units.time_offset_s, dtype=np.float32))
+    return WindowSample(session.session_id, float(t0), float(duration), streams, truth, offsets)
 
 
 def tile_intervals(session: Session, tier: Tier, duration: float) -> list[tuple[float, int]]:

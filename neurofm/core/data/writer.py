@@ -12,12 +12,14 @@ import numpy as np
 from neurofm.core.data.manifest import (
     FORMAT_VERSION,
     ArraySpec,
+    ImportNotes,
     Interval,
     Manifest,
     StreamSpec,
     StreamStatistics,
     check_safe_id,
 )
+from neurofm.core.data.rates import stream_rate
 from neurofm.core.data.session import MANIFEST_NAME, UnitTable
 from neurofm.core.io import atomic_directory
 from neurofm.errors import SessionFormatError
@@ -27,7 +29,12 @@ __all__ = ["StreamInput", "compute_statistics", "write_session"]
 
 @dataclass(frozen=True)
 class StreamInput:
-    """A stream to write. Shape: data ``[T, ...]``; timestamps ``[T]`` seconds (any float dtype)."""
+    """A stream to write. Shape: data ``[T, ...]``; timestamps ``[T]`` seconds (any float dtype).
+
+    ``sampling_rate_hz``: the nominal rate when the source states it; None estimates it from the
+    timestamps within intervals (:mod:`neurofm.core.data.rates`). ``event_like``: one sample per
+    presentation (flashed images), no regular clock.
+    """
 
     modality: str
     data: np.ndarray
@@ -35,6 +42,7 @@ class StreamInput:
     per_unit: bool = False
     channel_names: Sequence[str] | None = None
     sampling_rate_hz: float | None = None
+    event_like: bool = False
 
 
 def _save(folder: Path, rel: str, array: np.ndarray) -> ArraySpec:
@@ -140,6 +148,7 @@ def write_session(
     units: UnitTable | None = None,
     ground_truth: Mapping[str, np.ndarray] | None = None,
     attributes: Mapping[str, str | int | float | bool] | None = None,
+    import_notes: ImportNotes | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Write one session folder ``root/session_id`` atomically and return its path.
@@ -164,15 +173,14 @@ def write_session(
         for name, stream in streams.items():
             ts = checked[name]
             data = np.asarray(stream.data, dtype=np.float32)
-            rate = stream.sampling_rate_hz or (
-                float((ts.size - 1) / (ts[-1] - ts[0])) if ts.size > 1 else 1.0
-            )
+            rate = stream.sampling_rate_hz or stream_rate(ts, parsed, event_like=stream.event_like)
             specs[name] = StreamSpec(
                 modality=stream.modality,
                 data=_save(tmp, f"streams/{name}/data.npy", data),
                 timestamps=_save(tmp, f"streams/{name}/timestamps.npy", ts),
                 sampling_rate_hz=rate,
                 per_unit=stream.per_unit,
+                event_like=stream.event_like,
                 channel_names=list(stream.channel_names) if stream.channel_names else None,
                 statistics=compute_statistics(data, ts, parsed),
             )
@@ -207,6 +215,7 @@ def write_session(
                 intervals=parsed,
                 ground_truth=truth,
                 attributes=dict(attributes or {}),
+                import_notes=import_notes,
                 written_by=f"neurofm {__version__}",
             )
         except Exception as exc:  # pydantic ValidationError -> a format error naming the session

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from neurofm.core.config import PluginConfig
+from neurofm.core.data.manifest import ImportNotes
 from neurofm.errors import NeurofmError
 
 __all__ = ["ImportSummary", "ImportedSession", "Source", "SourceFormatError"]
@@ -42,19 +43,39 @@ class ImportedSession:
 
 @dataclass
 class ImportSummary:
-    """What an import wrote and what it left out (with the reason for each)."""
+    """What an import wrote, what it left out and what it guessed (with the reason for each).
+
+    Entries are keyed ``"<session id>/<what>"``; :meth:`notes` collects one session's entries for
+    its manifest (``import_notes``), so the record of an import travels with the data.
+    """
 
     source: str
     out: Path
     sessions: list[ImportedSession] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    guesses: list[tuple[str, str]] = field(default_factory=list)
 
     def skip(self, what: str, why: str) -> None:
-        """Record that ``what`` was not imported because ``why``."""
+        """Record that ``what`` was not imported (or not understood) because ``why``."""
         self.skipped.append((what, why))
 
+    def guess(self, what: str, how: str) -> None:
+        """Record that ``what`` was not stated by the source and was guessed as ``how``."""
+        self.guesses.append((what, how))
+
+    def notes(self, session_id: str) -> ImportNotes:
+        """The unused items and guesses of one session, for its manifest."""
+
+        def mine(items: list[tuple[str, str]]) -> list[str]:
+            prefix = f"{session_id}/"
+            return [f"{w.removeprefix(prefix)}: {y}" for w, y in items if w.startswith(prefix)]
+
+        return ImportNotes(
+            source=self.source, unused=mine(self.skipped), guesses=mine(self.guesses)
+        )
+
     def format(self, max_skipped: int = 20) -> str:
-        """A human-readable report: one line per session, then the skipped items."""
+        """A human-readable report: one line per session, then the skipped and guessed items."""
         lines = [f"imported {len(self.sessions)} session(s) from {self.source} into {self.out}"]
         for s in self.sessions:
             streams = ", ".join(f"{n} {list(shape)}" for n, shape in s.streams.items())
@@ -67,6 +88,11 @@ class ImportSummary:
                 lines.append(f"  ... and {len(self.skipped) - max_skipped} more")
         else:
             lines.append("skipped nothing")
+        if self.guesses:
+            lines.append(f"guessed {len(self.guesses)} item(s) the source does not state:")
+            lines += [f"  {what}: {how}" for what, how in self.guesses[:max_skipped]]
+            if len(self.guesses) > max_skipped:
+                lines.append(f"  ... and {len(self.guesses) - max_skipped} more")
         return "\n".join(lines)
 
 

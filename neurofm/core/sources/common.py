@@ -1,31 +1,54 @@
-"""Building blocks shared by importers: tiers, ids, pupil derivative, scratch memmaps, summaries."""
+"""Building blocks shared by importers: tiers, ids, names, rates, pupil derivative, scratch memmaps."""
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import get_args
 
 import numpy as np
 import yaml
 
-from neurofm.core.data.manifest import Tier
+from neurofm.core.data.manifest import Interval, Tier
+from neurofm.core.data.rates import estimate_rate, presentation_rate
 from neurofm.core.data.session import Session
-from neurofm.core.sources import ImportedSession, SourceFormatError
+from neurofm.core.data.writer import StreamInput
+from neurofm.core.sources import ImportedSession, ImportSummary, SourceFormatError
 
 __all__ = [
+    "DEFAULT_GAZE_X_NAMES",
+    "DEFAULT_GAZE_Y_NAMES",
+    "DEFAULT_PUPIL_DERIVATIVE_NAMES",
+    "DEFAULT_PUPIL_SIZE_NAMES",
     "DEFAULT_TIER_ALIASES",
     "animal_from_name",
     "describe_session",
+    "find_name",
+    "find_pupil_size",
     "load_npy",
     "pupil_with_derivative",
     "read_yaml",
+    "resolve_rates",
     "resolve_tier",
     "safe_id",
     "scratch_array",
 ]
+
+#: Names of a pupil-size column or series, best first. A name matches when it equals one of these
+#: or holds all of its ``_``-separated words (``pupil_area_px`` matches ``area``); a name holding
+#: ``minor`` (or a derivative word: ``d``, ``dt``, ``derivative``, ``velocity``) never does, so of a
+#: major and a minor radius the major one is the size.
+DEFAULT_PUPIL_SIZE_NAMES = (
+    "pupil_size", "size", "pupil_area", "area", "pupil_diameter", "diameter",
+    "pupil_major_radius", "major_radius", "major_axis", "major", "pupil_radius", "radius",
+)  # fmt: skip
+DEFAULT_PUPIL_DERIVATIVE_NAMES = ("pupil_dt", "pupil_derivative", "dpupil", "d_pupil", "d_size")
+DEFAULT_GAZE_X_NAMES = ("pupil_x", "center_x", "eye_x", "gaze_x", "x")
+DEFAULT_GAZE_Y_NAMES = ("pupil_y", "center_y", "eye_y", "gaze_y", "y")
+_NEVER_SIZE = {"minor", "d", "dt", "derivative", "velocity"}
 
 #: Tier names found in public datasets, mapped to neurofm's three tiers. SENSORIUM 2023's ``oracle``
 #: tier (repeated clips with public responses) becomes ``test`` so noise ceilings can be computed.
@@ -128,3 +151,68 @@ def describe_session(path: Path, final_root: Path) -> ImportedSession:
     tiers = Counter(iv.tier for iv in session.manifest.intervals)
     units = session.manifest.units.count if session.manifest.units is not None else 0
     return ImportedSession(session.session_id, final_root / path.name, streams, units, dict(tiers))
+
+
+def _words(name: str) -> set[str]:
+    return {w for w in re.split(r"[^a-z0-9]+", name.lower()) if w}
+
+
+def find_name(
+    names: Sequence[str], candidates: Sequence[str], *, exclude: set[str] = frozenset()
+) -> int | None:
+    """Index of the first of ``names`` matching a candidate, trying candidates best first.
+
+    A name matches a candidate when it equals it (case-insensitive) or holds all its words;
+    names holding a word of ``exclude`` never match. Returns None when nothing matches.
+    """
+    lower = [n.lower() for n in names]
+    for cand in candidates:
+        if cand.lower() in lower:
+            return lower.index(cand.lower())
+    for cand in candidates:
+        want = _words(cand)
+        for i, name in enumerate(names):
+            words = _words(name)
+            if want and want <= words and not (words & exclude):
+                return i
+    return None
+
+
+def find_pupil_size(names: Sequence[str], candidates: Sequence[str]) -> int | None:
+    """Index of the pupil-size name among ``names`` (a minor radius is never the size)."""
+    lower = [n.lower() for n in names]
+    exact = [c for c in candidates if c.lower() in lower and not (_words(c) & _NEVER_SIZE)]
+    if exact:
+        return lower.index(exact[0].lower())
+    return find_name(names, candidates, exclude=_NEVER_SIZE)
+
+
+def resolve_rates(
+    streams: Mapping[str, StreamInput],
+    intervals: Sequence[Interval],
+    summary: ImportSummary,
+    session_id: str,
+) -> dict[str, StreamInput]:
+    """Give every stream without a stated rate its estimated one, recording each as a guess.
+
+    Regular streams: measured from the steps between consecutive samples within one presentation
+    (never across a gap); event-like streams: one over the median duration of their presentations.
+    """
+    out: dict[str, StreamInput] = {}
+    for name, stream in streams.items():
+        if stream.sampling_rate_hz is not None:
+            out[name] = stream
+            continue
+        if stream.event_like:
+            rate = presentation_rate(stream.timestamps, intervals)
+            how = "one sample per presentation; rate = 1 / median presentation duration"
+        else:
+            rate = estimate_rate(stream.timestamps, intervals)
+            how = "measured between samples within presentations"
+        if rate is None:
+            rate, how = 1.0, "fewer than two samples; set to 1 Hz"
+        summary.guess(
+            f"{session_id}/{name} sampling rate", f"{rate:.6g} Hz ({how}; the source states none)"
+        )
+        out[name] = replace(stream, sampling_rate_hz=rate)
+    return out

@@ -247,12 +247,15 @@ class Trainer:
         result = TrainResult(0, 0.0)
         start = time.perf_counter()
         bar = tqdm(total=steps, desc="training", disable=not self.progress, unit="step")
+        validates = any(tile_intervals(s, "validation", self.window_s) for s in self.sessions)
         for _ in range(steps):
             loss = self.train_step()
             result.train_loss.append(loss)
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}")
-            if self.step % self.config.eval_every == 0 or self.step == self.config.steps:
+            if validates and (
+                self.step % self.config.eval_every == 0 or self.step == self.config.steps
+            ):
                 val = self.validation_loss()
                 result.validation_loss.append((self.step, val))
                 bar.set_postfix(loss=f"{loss:.4f}", val=f"{val:.4f}")

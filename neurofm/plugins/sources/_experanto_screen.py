@@ -18,6 +18,7 @@ from neurofm.core.sources.common import load_npy, read_yaml, resolve_tier, scrat
 __all__ = ["read_screen"]
 
 _STIM_KEYS = ("stimulus_id", "image_id", "video_id", "condition_hash", "image_name", "stim_id")
+_TRIAL_KEYS = {"modality", "first_frame_idx", "num_frames", "tier", *_STIM_KEYS}
 
 
 @dataclass(frozen=True)
@@ -44,11 +45,12 @@ def _frames(array: np.ndarray, trial: _Trial, what: str) -> np.ndarray:
     return array
 
 
-def _stimulus_id(trial: _Trial) -> str:
+def _stimulus_id(trial: _Trial) -> tuple[str, bool]:
+    """The trial's stimulus id and whether it was guessed (a hash of its frame file)."""
     for key in _STIM_KEYS:
         if trial.meta.get(key) is not None:
-            return str(trial.meta[key])
-    return hashlib.sha1(trial.file.read_bytes()).hexdigest()[:16]  # identical frames share an id
+            return str(trial.meta[key]), False
+    return hashlib.sha1(trial.file.read_bytes()).hexdigest()[:16], True  # same frames, same id
 
 
 def read_screen(
@@ -62,9 +64,13 @@ def read_screen(
     """Read ``screen/``: add ``movie``/``image`` streams to ``streams``; return the trial intervals.
 
     Frames are copied trial by trial into ``.npy`` memmaps under ``scratch`` (never all in memory).
+    The movie's rate is the ``sampling_rate`` of ``screen/meta.yml`` when it states one (else it is
+    estimated within trials); the image stream is event-like (one sample per presentation).
     """
     what = f"experanto {sid} screen"
-    read_yaml(folder / "meta.yml", what)
+    screen_meta = read_yaml(folder / "meta.yml", what)
+    stated = screen_meta.get("sampling_rate")
+    rate = float(stated) if isinstance(stated, int | float) and stated > 0 else None
     ts = np.asarray(load_npy(folder / "timestamps.npy", what), dtype=np.float64).reshape(-1)
     metas = sorted(
         (p for p in (folder / "meta").glob("*.yml") if re.fullmatch(r"\d+\.yml", p.name)),
@@ -90,8 +96,15 @@ def read_screen(
         trials.append(
             _Trial(int(p.stem), modality, int(first), count, m, folder / "data" / f"{p.stem}.npy")
         )
-    period = float(np.median(np.diff(ts))) if ts.size > 1 else 1.0
+    if rate is not None:
+        period = 1.0 / rate
+    else:
+        within = [np.diff(ts[t.first : t.first + t.count]) for t in trials if t.count > 1]
+        diffs = np.concatenate(within) if within else np.diff(ts)
+        period = float(np.median(diffs)) if diffs.size else 1.0
     intervals: list[Interval] = []
+    hashed = 0
+    unknown_keys = sorted({k for t in trials for k in t.meta if k not in _TRIAL_KEYS})
     movie: list[_Trial] = []
     images: list[_Trial] = []
     for k, trial in enumerate(trials):
@@ -108,12 +121,14 @@ def read_screen(
             else ts[trial.first + trial.count - 1] + period
         )
         tier = resolve_tier(trial.meta.get("tier"), aliases, f"{what} {trial.file.stem}.yml")
+        stimulus_id, guessed = _stimulus_id(trial)
+        hashed += guessed
         intervals.append(
             Interval(
                 start=float(start),
                 end=float(end),
                 tier=tier,
-                stimulus_id=_stimulus_id(trial),
+                stimulus_id=stimulus_id,
                 trial=trial.index,
             )
         )
@@ -121,14 +136,30 @@ def read_screen(
     blanks = sum(t.modality == "blank" for t in trials)
     if blanks:
         summary.skip(f"{sid}/screen", f"{blanks} blank trial(s) left outside intervals")
-    for name, group in (("movie", movie), ("image", images)):
-        if group:
-            streams[name] = _stack(name, group, ts, scratch, what)
+    if unknown_keys:
+        summary.skip(f"{sid}/screen/meta/*.yml keys {unknown_keys}", "not read (no trial field)")
+    if hashed:
+        summary.guess(
+            f"{sid}/stimulus ids",
+            f"{hashed} trial(s) name none of {list(_STIM_KEYS)}; identical frame files share an "
+            f"id (a hash of the file)",
+        )
+    if movie:
+        streams["movie"] = _stack("movie", movie, ts, scratch, what, rate=rate)
+    if images:
+        streams["image"] = _stack("image", images, ts, scratch, what, event_like=True)
     return intervals
 
 
 def _stack(
-    name: str, trials: list[_Trial], ts: np.ndarray, scratch: Path, what: str
+    name: str,
+    trials: list[_Trial],
+    ts: np.ndarray,
+    scratch: Path,
+    what: str,
+    *,
+    rate: float | None = None,
+    event_like: bool = False,
 ) -> StreamInput:
     shapes = {tuple(_frames(load_npy(t.file, what), t, what).shape[1:]) for t in trials}
     if len(shapes) != 1:
@@ -144,4 +175,4 @@ def _stack(
         times[i : i + t.count] = ts[t.first : t.first + t.count]
         i += t.count
     out.flush()
-    return StreamInput(name, out, times)
+    return StreamInput(name, out, times, sampling_rate_hz=rate, event_like=event_like)

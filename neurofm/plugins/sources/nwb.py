@@ -1,18 +1,20 @@
 """Importer for NWB optical-physiology files (``neurofm import nwb FILE OUT``; needs ``neurofm[nwb]``).
 
-Read from each file (one session):
+Read from each file (one session); every name list below is a config field (docs/own-data.md):
 
 - responses: the ``RoiResponseSeries`` of a ``DfOverF`` (preferred) or ``Fluorescence`` interface,
-  with ROI metadata from its ``PlaneSegmentation``: ids, position (columns ``x``/``y``/``z``, else
-  the centroid of ``image_mask``), area (column ``area``/``location``, else the imaging plane's
-  ``location``), optional per-ROI ``time_offset_s`` (scan-phase offsets);
-- behaviour ``TimeSeries``: names containing running/speed/treadmill -> ``running``; pupil size
-  (inside ``PupilTracking`` or named pupil_*) -> ``pupil``; eye position (``EyeTracking``, gaze,
-  pupil_center) -> ``gaze``;
-- a 3-D ``ImageSeries`` under ``stimulus`` -> ``movie``;
-- stimulus presentations: every ``TimeIntervals`` table (``trials``, ``intervals/*``) with a ``tier``
-  column (or ``default_tier``) and a stimulus id column (stimulus_id, image_id, frame, ...).
+  with ROI metadata from its ``PlaneSegmentation`` (``_nwb_units``): ids (a unit-id column, else
+  the table's ``id``), positions (centroid columns, else the centroid of ``image_mask``,
+  ``pixel_mask`` or ``voxel_mask``), area, scan-phase offsets;
+- behaviour ``TimeSeries``: running speed, pupil size (of the pupil series, the one whose name says
+  size/area/diameter/major radius), eye position (``EyeTracking`` or a gaze name);
+- ``ImageSeries`` under ``stimulus``: 3-D frames -> ``movie``; a series named like images ->
+  the event-like ``image`` stream (one frame per presentation);
+- stimulus presentations: every ``TimeIntervals`` table (``trials``, ``intervals/*``) with a tier
+  column (or ``default_tier``) and a stimulus id column.
 
+Rates are the series' ``rate`` (or the imaging plane's ``imaging_rate``) when stated, else
+estimated within presentations. Every series, column and table not read is reported.
 ``SRC`` may be one ``.nwb`` file or a folder of them. pynwb is imported only when this runs.
 """
 
@@ -28,28 +30,35 @@ from tqdm.auto import tqdm
 
 from neurofm.core.config import PluginConfig
 from neurofm.core.data.manifest import Interval, Tier
-from neurofm.core.data.session import UnitTable
+from neurofm.core.data.rates import estimate_rate
 from neurofm.core.data.writer import StreamInput, write_session
 from neurofm.core.io import atomic_directory
 from neurofm.core.sources import ImportSummary, Source, SourceFormatError
 from neurofm.core.sources.common import (
+    DEFAULT_PUPIL_SIZE_NAMES,
     DEFAULT_TIER_ALIASES,
     describe_session,
-    pupil_with_derivative,
+    find_name,
+    resolve_rates,
     resolve_tier,
     safe_id,
     scratch_array,
 )
 from neurofm.errors import NeurofmError
+from neurofm.plugins.sources._nwb_series import SeriesReader, series_times, stated_rate, where
+from neurofm.plugins.sources._nwb_units import read_units
 
 __all__ = ["NwbConfig", "NwbSource"]
 
-_STIM_COLUMNS = ("stimulus_id", "image_id", "frame", "movie_id", "stimulus_name", "image_name")
 _CHUNK = 4096
 
 
+def _names(*default: str, what: str):
+    return Field(default_factory=lambda: list(default), description=what)
+
+
 class NwbConfig(PluginConfig):
-    """Options of the NWB importer."""
+    """Options of the NWB importer: which names hold what (each list is tried in order)."""
 
     type: Literal["nwb"] = "nwb"
     species: str = "mouse"
@@ -58,6 +67,63 @@ class NwbConfig(PluginConfig):
         None, description="tier of presentations without a tier column"
     )
     prefer: Literal["DfOverF", "Fluorescence"] = "DfOverF"
+    unit_id_columns: list[str] = _names(
+        "unit_id", "unit_ids", "roi_id", "cell_id", "cell_specimen_id",
+        what="PlaneSegmentation columns holding unit ids (else the table's id column)",
+    )  # fmt: skip
+    centroid_columns: list[list[str]] = Field(
+        default_factory=lambda: [
+            ["x", "y", "z"],
+            ["centroid_x", "centroid_y", "centroid_z"],
+            ["center_x", "center_y", "center_z"],
+            ["x_um", "y_um", "z_um"],
+        ],
+        description="PlaneSegmentation columns of ROI positions (x, y[, z]); else masks",
+    )
+    centroid_vector_columns: list[str] = _names(
+        "centroid",
+        "center",
+        "roi_center",
+        "position_um",
+        "position",
+        what="PlaneSegmentation columns holding a position vector [2] or [3] per ROI",
+    )
+    area_columns: list[str] = _names(
+        "area", "brain_area", "location", what="columns of brain areas (else the plane location)"
+    )
+    time_offset_columns: list[str] = _names(
+        "time_offset_s", "scan_phase_offset_s", "scan_offset_s", "phase_shift_s", "phase_shift",
+        "phase_shifts", "time_offset",
+        what="PlaneSegmentation columns of scan-phase offsets (s)",
+    )  # fmt: skip
+    stimulus_id_columns: list[str] = _names(
+        "stimulus_id", "condition_id", "condition_hash", "image_id", "video_id", "movie_id",
+        "frame", "stimulus_name", "image_name", "stim_id",
+        what="interval-table columns naming the stimulus (repeats share it)",
+    )  # fmt: skip
+    tier_columns: list[str] = _names("tier", "split", "data_split", what="interval tier columns")
+    trial_columns: list[str] = _names(
+        "trial_idx", "trial_index", "trial_id", what="interval-table columns of trial numbers"
+    )
+    running_names: list[str] = _names(
+        "running_speed", "running", "speed", "treadmill", "wheel", "velocity",
+        what="TimeSeries names of running speed",
+    )  # fmt: skip
+    pupil_names: list[str] = _names(
+        "pupil", what="TimeSeries names (besides those in PupilTracking) of pupil measures"
+    )
+    pupil_size_names: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_PUPIL_SIZE_NAMES),
+        description="names of the pupil series that is the size, best first",
+    )
+    gaze_names: list[str] = _names(
+        "eye_position", "gaze", "eye_pos", "pupil_center", "pupil_position", "center",
+        what="TimeSeries names (besides those in EyeTracking) of eye position x, y",
+    )  # fmt: skip
+    image_series_names: list[str] = _names(
+        "images", "image", "natural_images", "static_images", "image_presentations",
+        what="stimulus ImageSeries holding one frame per presentation (-> image stream)",
+    )  # fmt: skip
 
 
 def _pynwb() -> Any:
@@ -69,19 +135,6 @@ def _pynwb() -> Any:
             "(or `pip install pynwb`) and try again."
         ) from None
     return pynwb
-
-
-def _times(series: Any) -> np.ndarray:
-    n = series.data.shape[0]
-    if series.timestamps is not None:
-        ts = np.asarray(series.timestamps[:], dtype=np.float64)
-    else:
-        ts = float(series.starting_time) + np.arange(n, dtype=np.float64) / float(series.rate)
-    if ts.shape[0] != n:
-        raise SourceFormatError(
-            f"nwb: {series.name} has {n} samples but {ts.shape[0]} timestamps; expected one each."
-        )
-    return ts
 
 
 def _copy(dataset: Any, out: np.ndarray) -> np.ndarray:
@@ -121,7 +174,7 @@ class NwbSource(Source):
                 summary.sessions.append(describe_session(written, out))
         return summary
 
-    def _responses(self, pynwb: Any, nwb: Any, what: str) -> Any:
+    def _responses(self, nwb: Any, what: str) -> Any:
         found: dict[str, list] = {"DfOverF": [], "Fluorescence": []}
         for module in nwb.processing.values():
             for iface in module.data_interfaces.values():
@@ -137,94 +190,69 @@ class NwbSource(Source):
             )
         return series[0]
 
-    def _units(self, rrs: Any, n: int, what: str, summary: ImportSummary) -> UnitTable:
-        table = rrs.rois.table
-        idx = np.asarray(rrs.rois.data[:], dtype=np.int64)
-        if idx.shape[0] != n:
-            raise SourceFormatError(
-                f"{what}: {rrs.name} has {n} columns but references {idx.shape[0]} ROIs."
-            )
-        cols = set(table.colnames)
-        pos = np.zeros((n, 3))
-        if {"x", "y"} <= cols:
-            for k, c in enumerate(("x", "y", "z")):
-                if c in cols:
-                    pos[:, k] = np.asarray(table[c].data[:], float)[idx]
-        elif "image_mask" in cols:
-            for k, i in enumerate(idx):
-                mask = np.asarray(table["image_mask"][int(i)], float)
-                yy, xx = np.indices(mask.shape)
-                total = mask.sum() or 1.0
-                pos[k, :2] = ((xx * mask).sum() / total, (yy * mask).sum() / total)
-            summary.skip(f"{what}/positions", "taken from image_mask centroids (pixels)")
-        plane = getattr(table, "imaging_plane", None)
-        area_col = next((c for c in ("area", "location") if c in cols), None)
-        if area_col:
-            area = np.asarray(table[area_col].data[:]).astype(str)[idx]
-        else:
-            area = np.full(n, str(getattr(plane, "location", "unknown") or "unknown"))
-        offsets = None
-        if "time_offset_s" in cols:
-            offsets = np.asarray(table["time_offset_s"].data[:], np.float64)[idx]
-        ids = np.asarray(table.id.data[:], np.int64)[idx]
-        return UnitTable(ids, pos, area, offsets)
-
-    def _behaviour(self, pynwb: Any, nwb: Any, summary: ImportSummary, what: str) -> dict:
+    def _stimuli(self, reader: SeriesReader, nwb: Any, scratch: Path) -> dict:
         streams: dict[str, StreamInput] = {}
-        for obj in nwb.objects.values():
-            if not isinstance(obj, pynwb.base.TimeSeries) or isinstance(
-                obj, pynwb.ophys.RoiResponseSeries | pynwb.image.ImageSeries
-            ):
+        for series in nwb.stimulus.values():
+            data = getattr(series, "data", None)
+            is_frames = isinstance(series, reader.pynwb.image.ImageSeries) and data is not None
+            if not (is_frames and len(data.shape) == 3):
                 continue
-            name = obj.name.lower()
-            parent = type(obj.parent).__name__ if obj.parent is not None else ""
-            data = np.asarray(obj.data[:], np.float64)
-            data = data.reshape(data.shape[0], -1)
-            ts = _times(obj)
-            if (
-                any(k in name for k in ("running", "speed", "treadmill"))
-                and "running" not in streams
-            ):
-                streams["running"] = StreamInput(
-                    "running", data[:, :1], ts, channel_names=["speed"]
-                )
-            elif parent == "EyeTracking" or any(k in name for k in ("gaze", "eye_pos", "center")):
-                if data.shape[1] >= 2 and "gaze" not in streams:
-                    streams["gaze"] = StreamInput("gaze", data[:, :2], ts, channel_names=["x", "y"])
-            elif (parent == "PupilTracking" or "pupil" in name) and "pupil" not in streams:
-                der = data[:, 1] if data.shape[1] > 1 else None
-                pupil = pupil_with_derivative(data[:, 0], ts, der)
-                streams["pupil"] = StreamInput("pupil", pupil, ts, channel_names=["size", "d_size"])
-        for name in ("running", "pupil", "gaze"):
-            if name not in streams:
-                summary.skip(f"{what}/{name}", "no matching TimeSeries in the file")
+            image = find_name([series.name], self.config.image_series_names) is not None
+            name = "image" if image else "movie"
+            if name in streams:
+                continue
+            frames = _copy(data, scratch_array(scratch, name, tuple(data.shape)))
+            streams[name] = StreamInput(
+                name,
+                frames,
+                series_times(series),
+                sampling_rate_hz=stated_rate(series),
+                event_like=image,
+            )
+            reader.used.add(id(series))
         return streams
 
-    def _intervals(self, nwb: Any, what: str) -> list[Interval]:
+    def _intervals(self, nwb: Any, sid: str, what: str, summary) -> list[Interval]:
+        cfg = self.config
         tables = {id(t): t for t in [nwb.trials, *nwb.intervals.values()] if t is not None}
-        tables = list(tables.values())  # `trials` may also be listed among `intervals`
         out: list[Interval] = []
-        for table in tables:
+        for table in tables.values():  # `trials` may also be listed among `intervals`
             if table.name == "invalid_times":
+                summary.skip(f"{sid}/intervals/invalid_times", "not used (no data is removed)")
                 continue
-            cols = set(table.colnames)
+            cols = list(table.colnames)
             start = np.asarray(table["start_time"].data[:], np.float64)
             stop = np.asarray(table["stop_time"].data[:], np.float64)
-            stim_col = next((c for c in _STIM_COLUMNS if c in cols), None)
-            tiers = table["tier"].data[:] if "tier" in cols else None
-            if tiers is None and self.config.default_tier is None:
+            stim_col = next((c for c in cfg.stimulus_id_columns if c in cols), None)
+            tier_col = next((c for c in cfg.tier_columns if c in cols), None)
+            trial_col = next((c for c in cfg.trial_columns if c in cols), None)
+            for c in cols:
+                if c not in {"start_time", "stop_time", stim_col, tier_col, trial_col}:
+                    summary.skip(f"{sid}/{table.name} column {c!r}", "not used")
+            if tier_col is None and cfg.default_tier is None:
                 raise SourceFormatError(
-                    f"{what}: interval table {table.name!r} has no 'tier' column; expected one "
-                    f"(train/validation/test). Add it, or import with --config setting "
-                    f"default_tier: train."
+                    f"{what}: interval table {table.name!r} has no 'tier' column (looked for "
+                    f"{cfg.tier_columns}); expected one (train/validation/test). Add it, name it "
+                    f"in `tier_columns`, or import with --config setting default_tier: train."
                 )
+            if tier_col is None:
+                summary.guess(f"{sid}/{table.name} tiers", f"all {cfg.default_tier} (default_tier)")
+            if stim_col is None:
+                summary.skip(
+                    f"{sid}/{table.name} stimulus ids",
+                    f"no column among {cfg.stimulus_id_columns} (stimulus_id_columns); repeats "
+                    f"are not grouped",
+                )
+            tiers = table[tier_col].data[:] if tier_col else None
+            stims = table[stim_col].data[:] if stim_col else None
+            trials = table[trial_col].data[:] if trial_col else None
             for r in range(start.shape[0]):
                 tier = (
-                    resolve_tier(tiers[r], self.config.tier_aliases, f"{what} {table.name} row {r}")
+                    resolve_tier(tiers[r], cfg.tier_aliases, f"{what} {table.name} row {r}")
                     if tiers is not None
-                    else self.config.default_tier
+                    else cfg.default_tier
                 )
-                stim = None if stim_col is None else table[stim_col].data[r]
+                stim = None if stims is None else stims[r]
                 stim = stim.decode() if isinstance(stim, bytes) else stim
                 out.append(
                     Interval(
@@ -232,30 +260,68 @@ class NwbSource(Source):
                         end=float(stop[r]),
                         tier=tier,
                         stimulus_id=None if stim is None else str(stim),
-                        trial=r,
+                        trial=r if trials is None else self._trial(trials[r], table, trial_col),
                     )
                 )
         if not out:
             raise SourceFormatError(f"{what}: no stimulus presentations (TimeIntervals) found.")
         return sorted(out, key=lambda iv: iv.start)
 
+    @staticmethod
+    def _trial(value: Any, table: Any, column: str) -> int:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = float("nan")
+        if not number.is_integer():
+            raise SourceFormatError(
+                f"nwb: interval table {table.name!r} column {column!r} holds {value!r}; expected "
+                f"integer trial numbers. Remove the column from `trial_columns` in the importer "
+                f"config to number trials by row."
+            )
+        return int(number)
+
+    def _calcium_rate(self, rrs: Any, ts: np.ndarray, intervals, sid: str, summary) -> float | None:
+        """The series' rate, else the imaging plane's ``imaging_rate`` if the timestamps agree."""
+        stated = stated_rate(rrs)
+        if stated is not None:
+            return stated
+        plane = getattr(rrs.rois.table, "imaging_plane", None)
+        nominal = getattr(plane, "imaging_rate", None)
+        measured = estimate_rate(ts, intervals)
+        if nominal and measured and abs(measured / float(nominal) - 1) < 0.01:
+            return float(nominal)
+        if nominal:
+            summary.skip(
+                f"{sid}/imaging_plane imaging_rate",
+                f"{nominal} Hz not used: the timestamps give {measured:.6g} Hz",
+            )
+        return None
+
     def _session(self, pynwb, nwb, path, root, scratch, summary) -> Path:
         sid = safe_id(path.stem)
-        what = f"nwb {sid}"
-        rrs = self._responses(pynwb, nwb, what)
+        what = f"nwb {path}"
+        reader = SeriesReader(pynwb, self.config, sid, what, summary)
+        rrs = self._responses(nwb, what)
+        reader.used.add(id(rrs))
         shape = rrs.data.shape
         n = shape[1] if len(shape) == 2 else 1
         calcium = _copy(rrs.data, scratch_array(scratch, "calcium", (shape[0], n)))
-        streams = {"calcium": StreamInput("calcium", calcium, _times(rrs), per_unit=True)}
-        streams.update(self._behaviour(pynwb, nwb, summary, what))
-        for series in nwb.stimulus.values():
-            data = getattr(series, "data", None)
-            is_movie = isinstance(series, pynwb.image.ImageSeries) and data is not None
-            if is_movie and len(data.shape) == 3 and "movie" not in streams:
-                movie = scratch_array(scratch, "movie", tuple(data.shape))
-                streams["movie"] = StreamInput("movie", _copy(data, movie), _times(series))
-                continue
-            summary.skip(f"{what}/stimulus {series.name}", "not a 3-D ImageSeries with frames")
+        intervals = self._intervals(nwb, sid, what, summary)
+        ts = series_times(rrs)
+        rate = self._calcium_rate(rrs, ts, intervals, sid, summary)
+        streams = {
+            "calcium": StreamInput("calcium", calcium, ts, per_unit=True, sampling_rate_hz=rate)
+        }
+        streams.update(reader.behaviour(nwb))
+        streams.update(self._stimuli(reader, nwb, scratch))
+        units = read_units(rrs, n, self.config, sid, summary, what)
+        for obj in sorted(nwb.objects.values(), key=lambda o: str(getattr(o, "name", ""))):
+            if isinstance(obj, pynwb.base.TimeSeries) and id(obj) not in reader.used:
+                summary.skip(f"{sid}/{where(obj)}", f"{type(obj).__name__} not read")
+        if nwb.units is not None:
+            summary.skip(f"{sid}/units", "spike-sorted units table not read")
+        streams = resolve_rates(streams, intervals, summary, sid)
         subject = nwb.subject
         animal = getattr(subject, "subject_id", None) or sid
         return write_session(
@@ -264,7 +330,8 @@ class NwbSource(Source):
             animal_id=safe_id(str(animal)),
             species=str(getattr(subject, "species", None) or self.config.species),
             streams=streams,
-            intervals=self._intervals(nwb, what),
-            units=self._units(rrs, n, what, summary),
+            intervals=intervals,
+            units=units,
             attributes={"source": "nwb", "source_name": path.name},
+            import_notes=summary.notes(sid),
         )

@@ -47,6 +47,9 @@ from neurofm.core.sources.common import (
 __all__ = ["SensoriumConfig", "SensoriumSource"]
 
 _STIM_FILES = ("frame_image_id", "condition_hash", "video_id", "image_id")
+_DATA_DIRS = {"images", "videos", "responses", "behavior", "pupil_center"}
+_TRIAL_FILES = {"tiers", "trial_idx", *_STIM_FILES}
+_NEURON_FILES = {"unit_ids", "cell_motor_coordinates", "area", "animal_ids"}
 
 
 class SensoriumConfig(PluginConfig):
@@ -113,6 +116,7 @@ class SensoriumSource(Source):
         for sub in ("data/responses", "meta/trials", "meta/neurons"):
             if not (rec / sub).is_dir():
                 raise SourceFormatError(f"{what}: folder {sub}/ missing in {rec}.")
+        self._report_unread(rec, sid, summary)
         dynamic = (rec / "data/videos").is_dir()
         stim_dir = rec / "data" / ("videos" if dynamic else "images")
         if not dynamic and not stim_dir.is_dir():
@@ -132,6 +136,14 @@ class SensoriumSource(Source):
             (a for f in _STIM_FILES if (a := _meta(rec / "meta/trials", f, n, what)) is not None),
             None,
         )
+        if stim_ids is None:
+            summary.guess(
+                f"{sid}/stimulus ids",
+                f"no meta/trials/{{{','.join(_STIM_FILES)}}}.npy; identical stimulus files share "
+                f"an id (a hash of the file)",
+            )
+        if order is None:
+            summary.guess(f"{sid}/trial order", "no meta/trials/trial_idx.npy; file order")
         aliases = self.config.tier_aliases
         tier_of = [resolve_tier(tiers[i], aliases, f"{what} trial {i}") for i in range(n)]
         trials = sorted(range(n), key=lambda i: int(order[i]) if order is not None else i)
@@ -184,14 +196,30 @@ class SensoriumSource(Source):
             raise SourceFormatError(f"{what}: no trial with responses; nothing to import.")
         name = "movie" if dynamic else "image"
         pupil = pupil_with_derivative(behav[:, 0], times, None if dynamic else behav[:, 1])
+        if dynamic:
+            summary.guess(f"{sid}/pupil d_size", "computed from the pupil size over time")
+            clock = (
+                f"trials laid out in order at frame_rate_hz {self.config.frame_rate_hz} Hz with "
+                f"trial_gap_s {self.config.trial_gap_s} s between them"
+            )
+        else:
+            clock = f"one trial every static_period_s {self.config.static_period_s} s"
+        summary.guess(f"{sid}/clock", f"SENSORIUM states no times: {clock}")
+        rate = 1.0 / period
         streams = {
-            name: StreamInput(name, stim, times, sampling_rate_hz=1.0 / period),
-            "calcium": StreamInput("calcium", calcium, times, per_unit=True),
-            "pupil": StreamInput("pupil", pupil, times, channel_names=["size", "d_size"]),
-            "running": StreamInput("running", behav[:, 2:3], times, channel_names=["speed"]),
+            name: StreamInput(name, stim, times, sampling_rate_hz=rate, event_like=not dynamic),
+            "calcium": StreamInput("calcium", calcium, times, per_unit=True, sampling_rate_hz=rate),
+            "pupil": StreamInput(
+                "pupil", pupil, times, channel_names=["size", "d_size"], sampling_rate_hz=rate
+            ),
+            "running": StreamInput(
+                "running", behav[:, 2:3], times, channel_names=["speed"], sampling_rate_hz=rate
+            ),
         }
         if np.isfinite(gaze).any():
-            streams["gaze"] = StreamInput("gaze", gaze, times, channel_names=["x", "y"])
+            streams["gaze"] = StreamInput(
+                "gaze", gaze, times, channel_names=["x", "y"], sampling_rate_hz=rate
+            )
         else:
             summary.skip(f"{sid}/gaze", "data/pupil_center missing")
         animal = _meta(rec / "meta/neurons", "animal_ids", neurons, what)
@@ -203,9 +231,30 @@ class SensoriumSource(Source):
             species=self.config.species,
             streams=streams,
             intervals=intervals,
-            units=self._units(rec / "meta/neurons", neurons, what),
+            units=self._units(rec / "meta/neurons", neurons, what, sid, summary),
             attributes={"source": "sensorium", "source_name": rec.name, "dynamic": dynamic},
+            import_notes=summary.notes(sid),
         )
+
+    @staticmethod
+    def _report_unread(rec: Path, sid: str, summary: ImportSummary) -> None:
+        """Record every folder and file of the recording that this importer does not read."""
+        known = {"data": _DATA_DIRS, "meta": {"trials", "neurons", "statistics"}}
+        for entry in sorted(rec.iterdir()):
+            if entry.name.startswith("."):
+                continue
+            if entry.name not in known:
+                summary.skip(f"{sid}/{entry.name}", "not read by the sensorium importer")
+                continue
+            for sub in sorted(entry.iterdir()) if entry.is_dir() else []:
+                if sub.name not in known[entry.name]:
+                    summary.skip(f"{sid}/{entry.name}/{sub.name}", "not read")
+        if (rec / "meta/statistics").is_dir():
+            summary.skip(f"{sid}/meta/statistics", "not read: statistics are recomputed on train")
+        for folder, names in (("meta/trials", _TRIAL_FILES), ("meta/neurons", _NEURON_FILES)):
+            for f in sorted((rec / folder).glob("*")):
+                if f.stem not in names:
+                    summary.skip(f"{sid}/{folder}/{f.name}", "not read (no trial or unit field)")
 
     @staticmethod
     def _series(path: Path, length: int, channels: int, what: str) -> np.ndarray:
@@ -251,13 +300,17 @@ class SensoriumSource(Source):
         return hashlib.sha1((stim_dir / f"{i}.npy").read_bytes()).hexdigest()[:16]
 
     @staticmethod
-    def _units(folder: Path, n: int, what: str) -> UnitTable:
+    def _units(folder: Path, n: int, what: str, sid: str, summary: ImportSummary) -> UnitTable:
         ids = _meta(folder, "unit_ids", n, what)
         coords = _meta(folder, "cell_motor_coordinates", n, what)
         area = _meta(folder, "area", n, what)
         pos = np.zeros((n, 3))
         if coords is not None:
             pos[:, : min(3, coords.shape[1])] = np.asarray(coords, float)[:, :3]
+        if ids is None:
+            summary.guess(f"{sid}/unit ids", "meta/neurons/unit_ids.npy missing; row numbers")
+        if coords is None:
+            summary.skip(f"{sid}/neuron positions", "cell_motor_coordinates.npy missing; set to 0")
         return UnitTable(
             np.arange(n) if ids is None else ids.astype(np.int64),
             pos,

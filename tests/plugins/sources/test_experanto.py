@@ -156,3 +156,83 @@ def test_cli_prints_a_summary_and_refuses_to_overwrite(tmp_path: Path, capsys) -
     )
     assert main(["import", "experant", str(src), str(tmp_path / "o2")]) == 2
     assert "did you mean 'experanto'" in capsys.readouterr().err.lower()
+
+
+def _eye_with_four_columns(src: Path, names: list[str] | None) -> np.ndarray:
+    eye = np.load(src / "eye_tracker/data.npy")
+    four = np.concatenate([eye[:, 1:], eye[:, :1], 0.5 * eye[:, :1]], 1)  # x, y, major, minor
+    np.save(src / "eye_tracker/data.npy", four)
+    meta = {"modality": "sequence"} | ({"column_names": names} if names else {})
+    (src / "eye_tracker/meta.yml").write_text(yaml.safe_dump(meta))
+    return four
+
+
+def test_an_uncheckable_column_guess_is_an_error_naming_columns_and_key(tmp_path: Path) -> None:
+    src = _copy(tmp_path)
+    four = _eye_with_four_columns(src, None)
+    with pytest.raises(
+        SourceFormatError, match=r"4 column.*no column_names.*`eye_tracker_columns`"
+    ):
+        registry.sources.get("experanto")().import_(
+            src, tmp_path / "out", overwrite=False, progress=False
+        )
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
+    source = registry.sources.get("experanto")
+    names = ["pupil_x", "pupil_y", "major_radius", "minor_radius"]
+    summary = source(source.Config(eye_tracker_columns=names)).import_(
+        src, tmp_path / "out", overwrite=False, progress=False
+    )
+    session = Session.open(tmp_path / "out/exp")
+    np.testing.assert_array_equal(session.stream_data("pupil")[:, 0], four[:, 2].astype(np.float32))
+    np.testing.assert_array_equal(session.stream_data("gaze"), four[:, :2].astype(np.float32))
+    notes = session.manifest.import_notes
+    assert "eye_tracker/data column 3 'minor_radius': not used" in notes.unused
+    assert any(g.startswith("eye_tracker columns") for g in notes.guesses)
+    printed = summary.format()
+    assert "column 3 'minor_radius': not used" in printed and "guessed" in printed
+
+
+def test_named_columns_choose_the_pupil_size_by_name(tmp_path: Path) -> None:
+    src = _copy(tmp_path)
+    four = _eye_with_four_columns(
+        src, ["pupil_x", "pupil_y", "pupil_major_radius", "pupil_minor_radius"]
+    )
+    registry.sources.get("experanto")().import_(
+        src, tmp_path / "out", overwrite=False, progress=False
+    )
+    session = Session.open(tmp_path / "out/exp")
+    np.testing.assert_array_equal(session.stream_data("pupil")[:, 0], four[:, 2].astype(np.float32))
+    assert not any("eye_tracker columns" in g for g in session.manifest.import_notes.guesses)
+
+
+def test_rates_come_from_metadata_or_are_measured_within_trials(imported, tmp_path: Path) -> None:
+    out, _, summary = imported
+    session = Session.open(out / "mouse26872-4-7")
+    assert session.stream_spec("movie").sampling_rate_hz == 30.0  # stated by screen/meta.yml
+    image = session.stream_spec("image")
+    assert image.event_like and image.sampling_rate_hz == pytest.approx(1 / 2.0)  # 2 s shown
+    assert session.time_range[1] == pytest.approx(
+        max(session.stream_timestamps(n)[-1] + 1 / session.stream_spec(n).sampling_rate_hz
+            for n in session.stream_names if n != "image")
+    )  # fmt: skip
+    assert any("pupil sampling rate" in what for what, _ in summary.guesses)
+    src = _copy(tmp_path)
+    (src / "screen/meta.yml").write_text(yaml.safe_dump({"modality": "screen"}))
+    registry.sources.get("experanto")().import_(
+        src, tmp_path / "out", overwrite=False, progress=False
+    )
+    measured = Session.open(tmp_path / "out/exp").stream_spec("movie").sampling_rate_hz
+    assert measured == pytest.approx(30.0, rel=1e-6)  # not lowered by the blanks between clips
+
+
+def test_unread_folders_and_files_are_reported(tmp_path: Path) -> None:
+    src = _copy(tmp_path)
+    (src / "wheel_camera").mkdir()
+    np.save(src / "responses/meta/layers.npy", np.zeros(6))
+    summary = registry.sources.get("experanto")().import_(
+        src, tmp_path / "out", overwrite=False, progress=False
+    )
+    skipped = dict(summary.skipped)
+    assert "exp/wheel_camera" in skipped and "exp/responses/meta/layers.npy" in skipped
+    unused = Session.open(tmp_path / "out/exp").manifest.import_notes.unused
+    assert any(u.startswith("wheel_camera") for u in unused)

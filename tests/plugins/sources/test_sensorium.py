@@ -114,3 +114,15 @@ def test_malformed_recordings_are_rejected(tmp_path: Path, damage, message: str)
     with pytest.raises(SourceFormatError, match=message):
         _import(rec, tmp_path / "out")
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
+
+
+def test_unread_files_and_the_clock_guess_are_reported(dynamic) -> None:
+    session, _, summary = dynamic
+    notes = session.manifest.import_notes
+    assert notes.source == "sensorium"
+    assert any(u.startswith("meta/statistics") for u in notes.unused)
+    assert any(u.startswith("meta/neurons/layer.npy") for u in notes.unused)
+    assert any(g.startswith("clock: SENSORIUM states no times") for g in notes.guesses)
+    rates = {session.stream_spec(n).sampling_rate_hz for n in session.stream_names}
+    assert rates == {30.0}  # frame_rate_hz, the layout's own clock
+    assert "meta/statistics" in summary.format()

@@ -106,6 +106,11 @@ class SimulationConfig(BaseModel, extra="forbid", frozen=True):
     # stimulus kinds (movie only by default) and extra streams
     stimulus: Literal["movie", "image", "grating", "mixed"] = "movie"
     include_spikes: bool = Field(False, description="also write spike counts per neural frame")
+    apply_scan_offsets: bool = Field(
+        False,
+        description="sample each neuron at its own time within a frame (frame time + scan offset) "
+        "and write the offsets to units/time_offset_s",
+    )
     image_duration_s: float = Field(0.5, gt=0, description="each flashed image, then gray")
     image_gray_s: float = Field(0.5, gt=0)
     grating_duration_s: float = Field(1.0, gt=0, description="per grating within a trial")
@@ -173,22 +178,34 @@ def _simulate_session(
     filtered = temporal_filter(
         spatial_responses(movie, gaze_at_frames, pop, screen_of(config)), kernels
     )
-    position = (calcium_t - t0) * config.movie_rate_hz  # fractional movie frame index
+    # each neuron's sample times: the frame times, or with a raster scan frame time + its offset
+    offsets = pop.scan_offset_s if config.apply_scan_offsets else np.zeros(pop.scan_offset_s.size)
+    sample_t = calcium_t[:, None] + offsets[None, :]  # [T, N]
+    position = (sample_t - t0) * config.movie_rate_hz  # fractional movie frame index
     lo = np.clip(np.floor(position).astype(np.int64), 0, movie.shape[0] - 1)
     hi = np.minimum(lo + 1, movie.shape[0] - 1)
-    frac = (position - lo)[:, None, None].astype(np.float32)
+    frac = (position - lo)[:, None, :].astype(np.float32)  # [T, 1, N]
+    cols = np.arange(lo.shape[1])[None, None, :]
+    channels = np.arange(filtered.shape[1])[None, :, None]
+    at = (1 - frac) * filtered[lo[:, None, :], channels, cols]
+    at += frac * filtered[hi[:, None, :], channels, cols]
     on = np.zeros(calcium_t.size, dtype=bool)
     for iv in intervals:
         on |= (calcium_t >= iv["start"]) & (calcium_t < iv["end"])
-    drive = stimulus_drive((1 - frac) * filtered[lo] + frac * filtered[hi], pop, on)
-    speed, pupil = (np.interp(calcium_t, behaviour_t, x) for x in (beh.speed, beh.pupil))
+    drive = stimulus_drive(at, pop, on)
+    speed, pupil = (
+        np.interp(sample_t.ravel(), behaviour_t, x).reshape(sample_t.shape)
+        for x in (beh.speed, beh.pupil)
+    )
     gain = behavioural_gain(speed, pupil, pop)
     tuning_truth = {}
     if config.stimulus in ("grating", "mixed"):
         tuning = sample_direction_tuning(
             _rng(config, _TUNING, animal, session), pop.orientation, config.direction_selectivity
         )
-        gain = gain * direction_gain(screen.parameters[lo, 1].astype(np.float64), tuning)
+        frame = np.clip(np.floor((calcium_t - t0) * config.movie_rate_hz), 0, movie.shape[0] - 1)
+        direction = screen.parameters[frame.astype(np.int64), 1].astype(np.float64)
+        gain = gain * direction_gain(direction, tuning)
         tuning_truth = {
             "preferred_orientation_deg": np.rad2deg(pop.orientation),
             "preferred_direction_deg": tuning.preferred_direction_deg,

@@ -91,7 +91,7 @@ class NeuronPopulation:
     calcium_amplitude: np.ndarray  # [N] F per spike
     calcium_baseline: np.ndarray  # [N] F0
     noise_shape: np.ndarray  # [N] Gamma shape k of the multiplicative noise
-    scan_offset_s: np.ndarray  # [N] acquisition time within a calcium frame (recorded only)
+    scan_offset_s: np.ndarray  # [N] acquisition time within a calcium frame
 
 
 def sample_population(
@@ -235,11 +235,14 @@ def stimulus_drive(filtered: np.ndarray, pop: NeuronPopulation, on: np.ndarray) 
 
 
 def behavioural_gain(speed: np.ndarray, pupil: np.ndarray, pop: NeuronPopulation) -> np.ndarray:
-    """Multiplicative gain ``[T, N]`` from speed ``[T]`` (cm/s) and pupil diameter ``[T]`` (mm)."""
+    """Multiplicative gain ``[T, N]`` from speed (cm/s) and pupil diameter (mm), each ``[T]`` (one
+    time per frame) or ``[T, N]`` (each neuron at its own sample time)."""
+    speed = speed[:, None] if speed.ndim == 1 else speed
+    pupil = pupil[:, None] if pupil.ndim == 1 else pupil
     running = speed / (speed + RUNNING_HALF_SPEED_CM_S)
     dilation = (pupil - PUPIL_REFERENCE_MM) / PUPIL_SCALE_MM
     w = pop.behaviour_gain
-    return np.exp(running[:, None] * w[:, 0] + dilation[:, None] * w[:, 1])
+    return np.exp(running * w[:, 0] + dilation * w[:, 1])
 
 
 def firing_rate(drive: np.ndarray, gain: np.ndarray, pop: NeuronPopulation) -> np.ndarray:
