@@ -9,7 +9,7 @@ from tqdm.auto import tqdm
 from neurofm.core.data.session import UnitTable
 from neurofm.core.data.simulation import SimulationConfig, simulate_session
 from neurofm.core.data.writer import StreamInput, write_session
-from neurofm.core.io import atomic_directory, atomic_write_text
+from neurofm.core.io import atomic_directory, atomic_write_text, remove_stale_temporaries
 
 __all__ = ["simulate_to_disk"]
 
@@ -27,7 +27,8 @@ def simulate_to_disk(
 
     The whole dataset appears at once: it is built in a temporary folder beside ``out`` and
     renamed into place, so an interrupted run leaves no partial dataset. The config used is saved
-    as ``out/simulation.json``.
+    as ``out/simulation.json``. With ``overwrite``, the temporaries of killed earlier writes of
+    ``out`` are removed once the new dataset is in place.
     """
     config = config or SimulationConfig()
     out = Path(out)
@@ -60,4 +61,6 @@ def simulate_to_disk(
                 attributes={"simulated": True, "seed": config.seed},
             )
         atomic_write_text(tmp / "simulation.json", config.model_dump_json(indent=2) + "\n")
+    if overwrite:  # the copies an earlier, interrupted overwrite kept are replaced now
+        remove_stale_temporaries(out.parent, (out.name,))
     return out
