@@ -33,6 +33,7 @@ __all__ = [
 
 _FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _FULL_TEXT = ("no space left", "file too large", "disk quota", "os error 28", "os error 27")
+_SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")
 _TEMPORARY = re.compile(r"^\..+\.(?:partial-(\d+)-.*|(\d+)-.*\.tmp|old-(\d+))$")
 
 
@@ -56,6 +57,8 @@ def is_disk_full(exc: BaseException) -> bool:
     if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
         return True
     text = str(exc).lower()
+    if isinstance(exc, OSError) and _SHORT_WRITE.search(text):
+        return True  # numpy's tofile: the file system took fewer bytes than were written
     return any(t in text for t in _FULL_TEXT)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -10,6 +11,7 @@ from neurofm.core.data.session import UnitTable
 from neurofm.core.data.simulation import SimulationConfig, simulate_session
 from neurofm.core.data.writer import StreamInput, write_session
 from neurofm.core.io import atomic_directory, atomic_write_text, remove_stale_temporaries
+from neurofm.errors import DiskFullError
 
 __all__ = ["simulate_to_disk"]
 
@@ -33,6 +35,19 @@ def simulate_to_disk(
     config = config or SimulationConfig()
     out = Path(out)
     jobs = [(a, s) for a in range(config.n_animals) for s in range(config.sessions_per_animal)]
+    try:
+        _write_all(out, config, jobs, overwrite=overwrite, progress=progress)
+    except DiskFullError as exc:  # name the dataset's folder, not the temporary one it fills
+        raise DiskFullError(_TEMPORARY.sub(out.name, str(exc))) from None
+    if overwrite:  # the copies an earlier, interrupted overwrite kept are replaced now
+        remove_stale_temporaries(out.parent, (out.name,))
+    return out
+
+
+_TEMPORARY = re.compile(r"\.[^/]+\.partial-\d+-[^/]+")
+
+
+def _write_all(out: Path, config: SimulationConfig, jobs, *, overwrite: bool, progress: bool):
     with atomic_directory(out, overwrite=overwrite) as tmp:
         for animal, index in tqdm(
             jobs, desc="simulating sessions", disable=not progress, unit="session"
@@ -61,6 +76,3 @@ def simulate_to_disk(
                 attributes={"simulated": True, "seed": config.seed},
             )
         atomic_write_text(tmp / "simulation.json", config.model_dump_json(indent=2) + "\n")
-    if overwrite:  # the copies an earlier, interrupted overwrite kept are replaced now
-        remove_stale_temporaries(out.parent, (out.name,))
-    return out
