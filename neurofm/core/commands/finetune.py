@@ -52,7 +52,12 @@ def run(args: argparse.Namespace) -> int:
     fingerprint = run_fingerprint("finetune", settings, args.data, sessions, 1)
     with FolderLock(out, command="neurofm finetune", on_stale=lambda t: note("finetune", t)):
         prepared = prepare_run_folders(
-            out, state, fingerprint, resume=args.resume, overwrite=args.overwrite
+            out,
+            state,
+            fingerprint,
+            resume=args.resume or args.resume_from is not None,
+            overwrite=args.overwrite,
+            resume_from=args.resume_from,
         )
         for text in prepared.notes:
             note("finetune", text)
@@ -65,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             state_dir=state,
             resume=prepared.resume,
+            resume_from=prepared.resume_from,
         )
         print(
             f"fine-tuned {len(result.new_parameters)} new parameter tensors for {len(sessions)} "
@@ -107,6 +113,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--resume",
         action="store_true",
         help="continue an interrupted fine-tuning run (refused if the state is another run's)",
+    )
+    how.add_argument(
+        "--resume-from",
+        default=None,
+        metavar="STEP_FOLDER",
+        help="like --resume, from the named state folder (e.g. step-00000040) instead of the newest",
     )
     how.add_argument(
         "--overwrite",

@@ -47,7 +47,14 @@ def simulate_to_disk(
 _TEMPORARY = re.compile(r"\.[^/]+\.partial-\d+-[^/]+")
 
 
-def _write_all(out: Path, config: SimulationConfig, jobs, *, overwrite: bool, progress: bool):
+def _write_all(
+    out: Path,
+    config: SimulationConfig,
+    jobs: list[tuple[int, int]],
+    *,
+    overwrite: bool,
+    progress: bool,
+) -> None:
     with atomic_directory(out, overwrite=overwrite) as tmp:
         for animal, index in tqdm(
             jobs, desc="simulating sessions", disable=not progress, unit="session"

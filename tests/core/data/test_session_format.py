@@ -274,7 +274,7 @@ def test_bad_timestamps_on_disk(folder: Path, change, message: str) -> None:
 )
 def test_bad_timestamps_when_writing(tmp_path: Path, timestamps: np.ndarray, message: str) -> None:
     stream = StreamInput("x", np.zeros((4, 1)), timestamps)
-    with pytest.raises(SessionFormatError, match=f"stream 'x': .*{message}"):
+    with pytest.raises(SessionFormatError, match=f"session 's' .*stream 'x': .*{message}"):
         write_session(tmp_path, session_id="s", animal_id="m", species="mouse",
                       streams={"x": stream}, intervals=[])  # fmt: skip
     assert list(tmp_path.iterdir()) == []
