@@ -16,6 +16,11 @@ import contextlib
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from neurofm.core.builder import ExperimentConfig
+    from neurofm.core.data import Session
 
 
 def default_state_dir(out: Path) -> Path:
@@ -97,7 +102,9 @@ def train_and_save(
     return model, result
 
 
-def experiment_fingerprint(config, sessions, world_size: int) -> dict:
+def experiment_fingerprint(
+    config: ExperimentConfig, sessions: list[Session], world_size: int
+) -> dict[str, Any]:
     """The run fingerprint of ``neurofm train`` with ExperimentConfig ``config``."""
     from neurofm.core.training.run import run_fingerprint
 

@@ -135,18 +135,20 @@ class Session:
         if check_timestamps:
             for name in self.manifest.streams:
                 ts = self._arrays[f"streams.{name}.timestamps"]
-                where = (
-                    f"session {self.manifest.session_id!r}, stream {name!r} "
-                    f"({self.path / self.manifest.streams[name].timestamps.file})"
-                )
+                where = f"session {self.manifest.session_id!r}, stream {name!r}"
+                file = self.path / self.manifest.streams[name].timestamps.file
                 if ts.size and not np.isfinite(ts).all():
-                    raise SessionFormatError(f"{where}: timestamps contain NaN or inf")
+                    raise SessionFormatError(
+                        f"{where}: timestamps contain NaN or inf (in {file}); re-create the "
+                        f"session with finite timestamps"
+                    )
                 if ts.size > 1 and not (np.diff(ts) > 0).all():
                     bad = int(np.argmin(np.diff(ts) > 0))
+                    later, earlier = float(ts[bad + 1]), float(ts[bad])
                     raise SessionFormatError(
                         f"{where}: timestamps must be strictly increasing, but sample "
-                        f"{bad + 1} ({float(ts[bad + 1])!r}) does not follow sample {bad} ({float(ts[bad])!r}); "
-                        f"re-create the session with its samples in time order"
+                        f"{bad + 1} ({later!r}) does not follow sample {bad} ({earlier!r}) "
+                        f"(in {file}); re-create the session with its samples in time order"
                     )
 
     # -- metadata -----------------------------------------------------------------------------
