@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "DataError",
+    "DiskFullError",
     "DuplicatePluginError",
     "InvalidPluginError",
     "NeurofmError",
@@ -49,3 +50,8 @@ class DataError(NeurofmError, ValueError):
 
 class SessionFormatError(NeurofmError, ValueError):
     """A session folder, manifest or stream file that does not follow the session format."""
+
+
+class DiskFullError(NeurofmError, OSError):
+    """A write that failed because the disk (or the process's file-size limit) is full; names the
+    path and the bytes it needed."""

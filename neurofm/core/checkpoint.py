@@ -22,7 +22,9 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +35,19 @@ from neurofm import registry
 from neurofm.core.builder import ModelConfig
 from neurofm.core.config import validate_config
 from neurofm.core.interfaces import SessionUnits
-from neurofm.core.io import atomic_directory
+from neurofm.core.io import atomic_directory, disk_full_guard
 from neurofm.core.sealing import read_json, seal, verify
 from neurofm.errors import NeurofmError
 
-__all__ = ["load_pretrained", "plugin_versions", "save_pretrained"]
+__all__ = [
+    "LoadedCheckpoint",
+    "load_checkpoint",
+    "load_pretrained",
+    "plugin_versions",
+    "save_pretrained",
+]
+
+logger = logging.getLogger("neurofm.checkpoint")
 
 FORMAT = "neurofm.checkpoint"
 _FILES = ("config.json", "meta.json", "sessions.json", "statistics.json", "weights.safetensors")
@@ -98,7 +108,8 @@ def save_pretrained(
     }
     source = model.state_dict() if weights is None else weights
     state = {k: v.detach().cpu().contiguous() for k, v in source.items()}
-    with atomic_directory(path, overwrite=overwrite) as tmp:
+    needed = sum(t.numel() * t.element_size() for t in state.values())
+    with disk_full_guard(path, needed), atomic_directory(path, overwrite=overwrite) as tmp:
         (tmp / "config.json").write_text(
             json.dumps(config.model_dump(mode="json"), indent=2) + "\n"
         )
@@ -152,9 +163,27 @@ def _recover(path: Path) -> Path:
     if path.is_dir():
         return path
     old = sorted(path.parent.glob(f".{path.name}.old-*")) if path.parent.is_dir() else []
-    if old:
-        return old[-1]  # killed between the two renames of an overwrite: the previous checkpoint
+    if old:  # killed between the two renames of an overwrite: the previous checkpoint
+        logger.warning(
+            "checkpoint %s is missing: an overwrite of it was interrupted; loading the previous "
+            "checkpoint %s (move it back to %s to keep it)",
+            path,
+            old[-1],
+            path,
+        )
+        return old[-1]
     raise NeurofmError(f"checkpoint {path} does not exist or is not a folder")
+
+
+@dataclass(frozen=True)
+class LoadedCheckpoint:
+    """A loaded checkpoint: the model, its config, ``meta.json`` and the folder it was read from
+    (the previous copy when an overwrite of the checkpoint was interrupted)."""
+
+    model: Any
+    config: ModelConfig
+    meta: dict[str, Any]
+    path: Path
 
 
 def load_pretrained(path: str | Path) -> tuple[Any, ModelConfig]:
@@ -164,12 +193,23 @@ def load_pretrained(path: str | Path) -> tuple[Any, ModelConfig]:
         NeurofmError: missing, changed or unknown files, a plugin that is not installed or of
             another major version, or weights that do not fit the config.
     """
+    loaded = load_checkpoint(path)
+    return loaded.model, loaded.config
+
+
+def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
+    """:func:`load_pretrained` that also returns ``meta.json`` and the folder read; the one
+    loader every command reads checkpoints through (it recovers an interrupted overwrite)."""
     from neurofm.core.builder import build_model_from_units
 
     path = _recover(Path(path))
     verify(path, FORMAT, _FILES)
     meta = read_json(path / "meta.json")
-    try:  # the files passed their hashes, but may still not be what neurofm writes
+    try:
+        if not isinstance(meta, dict):
+            raise TypeError(
+                f"meta.json holds {type(meta).__name__}, expected a mapping"
+            )  # the files passed their hashes, but may still not be what neurofm writes
         check_plugins(meta, str(path))
         config = validate_config(
             ModelConfig, read_json(path / "config.json"), source=f"checkpoint config {path}"
@@ -206,4 +246,4 @@ def load_pretrained(path: str | Path) -> tuple[Any, ModelConfig]:
             f"weights of checkpoint {path} do not fit its config: missing {result.missing_keys[:5]}, "
             f"unexpected {result.unexpected_keys[:5]}"
         )
-    return model, config
+    return LoadedCheckpoint(model, config, meta, path)

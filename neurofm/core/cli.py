@@ -38,10 +38,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (0 ok, 2 a clear error was printed, 130 interrupted)."""
+    """Run the CLI; returns the exit code (0 ok, 2 a clear error was printed, 130 interrupted).
+
+    A write that fails for lack of disk space anywhere is reported like any other error (the
+    writers name the path and the size; failing that, the command's output folder).
+    """
+    from neurofm.core.io import disk_full_guard
+
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with disk_full_guard(getattr(args, "out", None) or ".", None):
+            return int(args.func(args) or 0)
     except (NeurofmError, FileExistsError) as exc:
         print(f"neurofm {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -67,7 +67,12 @@ def verify(folder: Path, format_name: str, required: Iterable[str] = ()) -> None
     if not isinstance(manifest, dict) or manifest.get("format") != format_name:
         found = manifest.get("format") if isinstance(manifest, dict) else manifest
         raise NeurofmError(f"{folder / MANIFEST} describes {found!r}, expected {format_name!r}")
-    listed: dict[str, dict] = manifest.get("files", {})
+    listed = manifest.get("files", {})
+    if not isinstance(listed, dict):
+        raise NeurofmError(
+            f"{folder / MANIFEST} is malformed: 'files' is {type(listed).__name__}, expected a "
+            f"mapping of file name -> {{sha256, bytes}}; re-save the folder"
+        )
     problems = []
     for name in required:
         if name not in listed:
@@ -77,7 +82,12 @@ def verify(folder: Path, format_name: str, required: Iterable[str] = ()) -> None
         problems.append(f"unknown file {name!r} (not written by neurofm; remove it)")
     for name, info in listed.items():
         path = folder / name
-        if "/" in name or "\\" in name or name.startswith("."):
+        if not isinstance(info, dict):
+            problems.append(
+                f"{MANIFEST} entry of {name!r} is {type(info).__name__}, expected a mapping "
+                f"with its sha256 and bytes"
+            )
+        elif "/" in name or "\\" in name or name.startswith("."):
             problems.append(f"{MANIFEST} lists an invalid file name {name!r}")
         elif not path.is_file():
             problems.append(f"{name} is missing")

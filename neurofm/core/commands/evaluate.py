@@ -34,14 +34,13 @@ def evaluate_and_report(
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
 
-    from neurofm.core.checkpoint import load_pretrained
+    from neurofm.core.checkpoint import load_checkpoint
     from neurofm.core.data import open_dataset
     from neurofm.core.evaluation.evaluate import DEFAULT_TASKS
 
-    model, _ = load_pretrained(args.checkpoint)
-    meta = json.loads((Path(args.checkpoint) / "meta.json").read_text())
+    loaded = load_checkpoint(args.checkpoint)
+    model, meta = loaded.model, loaded.meta
     window_s = args.window_s or float(meta.get("window_s", 2.0))
     sessions = open_dataset(args.data)
     unknown = [s.session_id for s in sessions if s.session_id not in model.session_units]

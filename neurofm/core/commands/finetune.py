@@ -7,19 +7,20 @@ The new sessions' neurons are added to the readout and only those new parameters
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 
 def run(args: argparse.Namespace) -> int:
     from neurofm.core.builder import TrainingConfig
-    from neurofm.core.checkpoint import load_pretrained, save_pretrained
-    from neurofm.core.commands.train import default_state_dir
+    from neurofm.core.checkpoint import load_checkpoint, save_pretrained
+    from neurofm.core.commands.train import default_state_dir, note
     from neurofm.core.data import open_dataset
+    from neurofm.core.lock import FolderLock
     from neurofm.core.training import finetune, resolve_device
+    from neurofm.core.training.run import prepare_run_folders, run_fingerprint
 
-    model, config = load_pretrained(args.checkpoint)
-    meta = json.loads((Path(args.checkpoint) / "meta.json").read_text())
+    loaded = load_checkpoint(args.checkpoint)
+    model, config, meta = loaded.model, loaded.config, loaded.meta
     window_s = args.window_s or float(meta.get("window_s", 2.0))
     training = TrainingConfig(
         steps=args.steps,
@@ -34,29 +35,64 @@ def run(args: argparse.Namespace) -> int:
     model = model.to(resolve_device(args.device))
     sessions = open_dataset(args.data, args.sessions.split(",") if args.sessions else None)
     out = Path(args.out)
-    result = finetune(
-        model,
-        training,
-        sessions,
-        window_s=window_s,
-        unfreeze_after=args.unfreeze_after,
-        progress=not args.no_progress,
-        state_dir=default_state_dir(out),
-        resume=args.resume,
-    )
-    print(
-        f"fine-tuned {len(result.new_parameters)} new parameter tensors for {len(sessions)} "
-        f"session(s) in {result.train.seconds:.0f} s"
-        + (
-            f"; last validation loss {result.train.validation_loss[-1][1]:.4f}"
-            if result.train.validation_loss
-            else ""
+    state = default_state_dir(out)
+    settings = {
+        "checkpoint": str(loaded.path.resolve()),
+        "checkpoint_weights": loaded_weights_hash(loaded.path),
+        "window_s": window_s,
+        "unfreeze_after": args.unfreeze_after,
+        "training": {  # the options given (the rest of the TrainingConfig follows from them)
+            "steps": args.steps,
+            "lr": args.lr,
+            "batch_size": args.batch_size,
+            "seed": args.seed,
+            "device": args.device,
+        },
+    }
+    fingerprint = run_fingerprint("finetune", settings, args.data, sessions, 1)
+    with FolderLock(out, command="neurofm finetune", on_stale=lambda t: note("finetune", t)):
+        prepared = prepare_run_folders(
+            out,
+            state,
+            fingerprint,
+            resume=args.resume or args.resume_from is not None,
+            overwrite=args.overwrite,
+            resume_from=args.resume_from,
         )
-    )
-    extra = {"window_s": window_s, "finetuned_from": str(args.checkpoint), "steps": args.steps}
-    save_pretrained(model, config, out, extra=extra)
+        for text in prepared.notes:
+            note("finetune", text)
+        result = finetune(
+            model,
+            training,
+            sessions,
+            window_s=window_s,
+            unfreeze_after=args.unfreeze_after,
+            progress=not args.no_progress,
+            state_dir=state,
+            resume=prepared.resume,
+            resume_from=prepared.resume_from,
+        )
+        print(
+            f"fine-tuned {len(result.new_parameters)} new parameter tensors for {len(sessions)} "
+            f"session(s) in {result.train.seconds:.0f} s"
+            + (
+                f"; last validation loss {result.train.validation_loss[-1][1]:.4f}"
+                if result.train.validation_loss
+                else ""
+            )
+        )
+        extra = {"window_s": window_s, "finetuned_from": str(args.checkpoint), "steps": args.steps}
+        save_pretrained(model, config, out, extra=extra)
     print(f"checkpoint written to {out}")
     return 0
+
+
+def loaded_weights_hash(path: Path) -> str | None:
+    """The sha256 of a checkpoint's weights as its (verified) manifest records it."""
+    from neurofm.core.sealing import read_json
+
+    files = read_json(path / "manifest.json").get("files", {})
+    return files.get("weights.safetensors", {}).get("sha256")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -72,6 +108,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--window-s", type=float, default=None, help="default: the checkpoint's")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--resume", action="store_true", help="continue an interrupted fine-tuning run")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted fine-tuning run (refused if the state is another run's)",
+    )
+    how.add_argument(
+        "--resume-from",
+        default=None,
+        metavar="STEP_FOLDER",
+        help="like --resume, from the named state folder (e.g. step-00000040) instead of the newest",
+    )
+    how.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete an earlier run's checkpoint and state at OUT first "
+        "(without it an existing OUT is refused)",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def run(args: argparse.Namespace) -> int:
@@ -16,7 +17,8 @@ def run(args: argparse.Namespace) -> int:
         config = SimulationConfig.tiny() if args.tiny else SimulationConfig()
     if args.seed is not None:
         config = config.model_copy(update={"seed": args.seed})
-    out = simulate_to_disk(args.out, config, overwrite=args.overwrite)
+    progress = sys.stderr.isatty()  # no progress bar in logs and pipes
+    out = simulate_to_disk(args.out, config, overwrite=args.overwrite, progress=progress)
     print(f"wrote {config.n_animals * config.sessions_per_animal} simulated sessions to {out}")
     return 0
 

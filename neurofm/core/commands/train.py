@@ -1,16 +1,26 @@
-"""``neurofm train CONFIG --out DIR [--resume]``: train a model from an experiment config.
+"""``neurofm train CONFIG --out DIR [--resume | --overwrite]``: train a model from an experiment
+config.
 
 Runs in one process, or in several under ``torchrun --nproc_per_node N -m neurofm train ...``
 (DDP; FSDP2 with ``training.fsdp``). The training state is saved every
-``training.checkpoint_every`` steps to ``--state`` (default ``DIR.state``); ``--resume`` continues
-from the newest one. The finished model is written to ``DIR`` as a checkpoint folder.
+``training.checkpoint_every`` steps to ``--state`` (default ``DIR.state``), with the run's
+fingerprint (``run.json``); ``--resume`` continues from the newest state if it is this run's
+(:mod:`neurofm.core.training.run`). The finished model is written to ``DIR`` as a checkpoint
+folder. ``DIR.lock`` is held for the run, so a second run on the same ``DIR`` is refused.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from neurofm.core.builder import ExperimentConfig
+    from neurofm.core.data import Session
 
 
 def default_state_dir(out: Path) -> Path:
@@ -30,6 +40,7 @@ def train_and_save(
     state_dir: Path | None = None,
     session_weights: dict[str, float] | None = None,
     validation_fraction: float = 0.1,
+    resume_from: Path | None = None,
 ):
     """Build, train (resuming if asked) and save a model; returns ``(model, TrainResult)``.
 
@@ -71,7 +82,9 @@ def train_and_save(
         session_weights=session_weights,
         state_dir=state_dir,
     )
-    if resume and state_dir is not None and latest_state(state_dir) is not None:
+    if resume and state_dir is not None and resume_from is not None:
+        say(f"resuming from step {trainer.resume(resume_from)} ({resume_from})")
+    elif resume and state_dir is not None and latest_state(state_dir) is not None:
         say(f"resuming from step {trainer.resume()} ({latest_state(state_dir)})")
     elif resume:
         say(f"no training state under {state_dir}; starting from step 0")
@@ -99,28 +112,76 @@ def train_and_save(
     return model, result
 
 
+def experiment_fingerprint(
+    config: ExperimentConfig, sessions: list[Session], world_size: int
+) -> dict[str, Any]:
+    """The run fingerprint of ``neurofm train`` with ExperimentConfig ``config``."""
+    from neurofm.core.training.run import run_fingerprint
+
+    settings = config.model_dump(mode="json")
+    settings["data"].pop("path")  # recorded resolved, with the session ids opened
+    return run_fingerprint("train", settings, config.data.path, sessions, world_size)
+
+
+def note(command: str, text: str) -> None:
+    """A line of information about the run on stderr (not an error)."""
+    print(f"neurofm {command}: note: {text}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     from neurofm.core.builder import ExperimentConfig
     from neurofm.core.config import load_config_file
     from neurofm.core.data import open_dataset
+    from neurofm.core.data.coverage import check_stream_coverage
+    from neurofm.core.lock import FolderLock
+    from neurofm.core.training.run import prepare_run_folders
 
     config = load_config_file(args.config, ExperimentConfig)
     sessions = open_dataset(config.data.path, config.data.sessions)
+    check_stream_coverage(list(config.model.modalities), sessions, strict=True)
     out = Path(args.out)
     state = Path(args.state) if args.state else default_state_dir(out)
-    train_and_save(
-        config.model,
-        sessions,
-        config.training,
-        config.data.window_s,
-        out,
-        progress=not args.no_progress,
-        resume=args.resume,
-        state_dir=state,
-        session_weights=config.data.session_weights,
-        validation_fraction=config.data.validation_fraction,
-    )
-    if os.environ.get("RANK", "0") == "0":
+    main = os.environ.get("RANK", "0") == "0"
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    fingerprint = experiment_fingerprint(config, sessions, world_size)
+    resume = args.resume or args.resume_from is not None
+    resume_from = None
+    locks = contextlib.ExitStack()
+    with locks:
+        if main:
+            for folder in dict.fromkeys([out, state]):  # one lock per output folder
+                if folder == state and state == default_state_dir(out):
+                    continue  # the default state folder belongs to OUT: its lock covers it
+                locks.enter_context(
+                    FolderLock(folder, command="neurofm train", on_stale=lambda t: note("train", t))
+                )
+            prepared = prepare_run_folders(
+                out,
+                state,
+                fingerprint,
+                resume=resume,
+                overwrite=args.overwrite,
+                resume_from=args.resume_from,
+            )
+            for text in prepared.notes:
+                note("train", text)
+            resume, resume_from = prepared.resume, prepared.resume_from
+        elif args.resume_from is not None:
+            resume_from = state / Path(args.resume_from).name
+        train_and_save(
+            config.model,
+            sessions,
+            config.training,
+            config.data.window_s,
+            out,
+            progress=not args.no_progress,
+            resume=resume,
+            state_dir=state,
+            session_weights=config.data.session_weights,
+            validation_fraction=config.data.validation_fraction,
+            resume_from=resume_from,
+        )
+    if main:
         print(f"checkpoint written to {args.out}")
     return 0
 
@@ -134,6 +195,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", help="ExperimentConfig file (.json, .yaml)")
     p.add_argument("--out", required=True, help="checkpoint folder to write")
     p.add_argument("--state", default=None, help="training-state folder (default: OUT.state)")
-    p.add_argument("--resume", action="store_true", help="continue from the newest training state")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue this run from its newest training state (refused if the state is another "
+        "run's: a different config, data or number of processes)",
+    )
+    how.add_argument(
+        "--resume-from",
+        default=None,
+        metavar="STEP_FOLDER",
+        help="like --resume, from the named state folder (e.g. step-00000040) instead of the newest",
+    )
+    how.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete an earlier run's checkpoint and training state at OUT first "
+        "(without it an existing OUT is refused)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

@@ -135,13 +135,20 @@ class Session:
         if check_timestamps:
             for name in self.manifest.streams:
                 ts = self._arrays[f"streams.{name}.timestamps"]
+                where = f"session {self.manifest.session_id!r}, stream {name!r}"
+                file = self.path / self.manifest.streams[name].timestamps.file
                 if ts.size and not np.isfinite(ts).all():
-                    raise SessionFormatError(f"stream {name!r}: timestamps contain NaN or inf")
+                    raise SessionFormatError(
+                        f"{where}: timestamps contain NaN or inf (in {file}); re-create the "
+                        f"session with finite timestamps"
+                    )
                 if ts.size > 1 and not (np.diff(ts) > 0).all():
                     bad = int(np.argmin(np.diff(ts) > 0))
+                    later, earlier = float(ts[bad + 1]), float(ts[bad])
                     raise SessionFormatError(
-                        f"stream {name!r}: timestamps must be strictly increasing, but sample "
-                        f"{bad + 1} ({ts[bad + 1]!r}) does not follow sample {bad} ({ts[bad]!r})"
+                        f"{where}: timestamps must be strictly increasing, but sample "
+                        f"{bad + 1} ({later!r}) does not follow sample {bad} ({earlier!r}) "
+                        f"(in {file}); re-create the session with its samples in time order"
                     )
 
     # -- metadata -----------------------------------------------------------------------------
@@ -283,6 +290,13 @@ def open_dataset(root: str | Path, session_ids: list[str] | None = None) -> list
     if (root / MANIFEST_NAME).is_file():
         return [Session.open(root)]
     if not root.is_dir():
+        old = sorted(root.parent.glob(f".{root.name}.old-*")) if root.parent.is_dir() else []
+        if old:
+            raise SessionFormatError(
+                f"data path {root} does not exist, but {old[-1]} holds its previous copy: an "
+                f"overwrite of it was interrupted. Move it back (mv {old[-1]} {root}) or write "
+                f"the data again"
+            )
         raise SessionFormatError(f"data path {root} does not exist; expected a folder of sessions")
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     sessions = [Session.open(p) for p in folders if (p / MANIFEST_NAME).is_file()]

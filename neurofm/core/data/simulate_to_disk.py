@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -9,7 +10,8 @@ from tqdm.auto import tqdm
 from neurofm.core.data.session import UnitTable
 from neurofm.core.data.simulation import SimulationConfig, simulate_session
 from neurofm.core.data.writer import StreamInput, write_session
-from neurofm.core.io import atomic_directory, atomic_write_text
+from neurofm.core.io import atomic_directory, atomic_write_text, remove_stale_temporaries
+from neurofm.errors import DiskFullError
 
 __all__ = ["simulate_to_disk"]
 
@@ -27,11 +29,32 @@ def simulate_to_disk(
 
     The whole dataset appears at once: it is built in a temporary folder beside ``out`` and
     renamed into place, so an interrupted run leaves no partial dataset. The config used is saved
-    as ``out/simulation.json``.
+    as ``out/simulation.json``. With ``overwrite``, the temporaries of killed earlier writes of
+    ``out`` are removed once the new dataset is in place.
     """
     config = config or SimulationConfig()
     out = Path(out)
     jobs = [(a, s) for a in range(config.n_animals) for s in range(config.sessions_per_animal)]
+    try:
+        _write_all(out, config, jobs, overwrite=overwrite, progress=progress)
+    except DiskFullError as exc:  # name the dataset's folder, not the temporary one it fills
+        raise DiskFullError(_TEMPORARY.sub(out.name, str(exc))) from None
+    if overwrite:  # the copies an earlier, interrupted overwrite kept are replaced now
+        remove_stale_temporaries(out.parent, (out.name,))
+    return out
+
+
+_TEMPORARY = re.compile(r"\.[^/]+\.partial-\d+-[^/]+")
+
+
+def _write_all(
+    out: Path,
+    config: SimulationConfig,
+    jobs: list[tuple[int, int]],
+    *,
+    overwrite: bool,
+    progress: bool,
+) -> None:
     with atomic_directory(out, overwrite=overwrite) as tmp:
         for animal, index in tqdm(
             jobs, desc="simulating sessions", disable=not progress, unit="session"
@@ -67,4 +90,3 @@ def simulate_to_disk(
                 attributes={"simulated": True, "seed": config.seed},
             )
         atomic_write_text(tmp / "simulation.json", config.model_dump_json(indent=2) + "\n")
-    return out

@@ -142,6 +142,13 @@ class WindowSampler:
                     self._choices.append((si, iv.start, iv.end - duration))
                     w = 1.0 if weights is None else weights.get(session.session_id, 0.0)
                     lengths.append((iv.end - iv.start - duration + 1e-3) * w)
+        if not any(session.intervals(tier) for session in sessions):
+            found = sorted({iv.tier for s in sessions for iv in s.manifest.intervals})
+            raise DataError(
+                f"no {tier} interval in any of the {len(sessions)} session(s) (their intervals "
+                f"are of the tiers {found or 'none'}); expected {tier} intervals in at least one "
+                f"session: import or write the data with {tier} intervals"
+            )
         if not self._choices:
             raise DataError(
                 f"no {tier} interval of the {len(sessions)} session(s) is at least {duration} s long; "

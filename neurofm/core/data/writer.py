@@ -21,7 +21,7 @@ from neurofm.core.data.manifest import (
 )
 from neurofm.core.data.rates import stream_rate
 from neurofm.core.data.session import MANIFEST_NAME, UnitTable
-from neurofm.core.io import atomic_directory
+from neurofm.core.io import atomic_directory, disk_full_guard
 from neurofm.errors import SessionFormatError
 
 __all__ = ["StreamInput", "compute_statistics", "write_session"]
@@ -128,7 +128,7 @@ def _check_stream(name: str, stream: StreamInput) -> np.ndarray:
         bad = int(np.argmin(np.diff(ts) > 0))
         raise SessionFormatError(
             f"stream {name!r}: timestamps must be strictly increasing; sample {bad + 1} "
-            f"({ts[bad + 1]!r}) does not follow sample {bad} ({ts[bad]!r})"
+            f"({float(ts[bad + 1])!r}) does not follow sample {bad} ({float(ts[bad])!r})"
         )
     if not np.issubdtype(stream.data.dtype, np.number):
         raise SessionFormatError(
@@ -166,9 +166,17 @@ def write_session(
     parsed = [
         iv if isinstance(iv, Interval) else Interval.model_validate(dict(iv)) for iv in intervals
     ]
-    checked = {name: _check_stream(_safe_id(name, "stream name"), s) for name, s in streams.items()}
+    checked = {}
+    for name, stream in streams.items():
+        try:
+            checked[name] = _check_stream(_safe_id(name, "stream name"), stream)
+        except SessionFormatError as exc:
+            raise SessionFormatError(
+                f"session {session_id!r} (to be written to {Path(root) / session_id}), {exc}"
+            ) from None
     target = Path(root) / session_id
-    with atomic_directory(target, overwrite=overwrite) as tmp:
+    needed = sum(4 * np.size(s.data) + 8 * np.size(s.timestamps) for s in streams.values())
+    with disk_full_guard(target, needed), atomic_directory(target, overwrite=overwrite) as tmp:
         specs: dict[str, StreamSpec] = {}
         for name, stream in streams.items():
             ts = checked[name]

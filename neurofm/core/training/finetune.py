@@ -70,6 +70,7 @@ def finetune(
     progress: bool = False,
     state_dir: str | Path | None = None,
     resume: bool = False,
+    resume_from: str | Path | None = None,
 ) -> FinetuneResult:
     """Fine-tune ``model`` to ``new_sessions`` for ``config.steps`` steps (single process).
 
@@ -80,7 +81,8 @@ def finetune(
         window_s: window duration (seconds).
         unfreeze_after: from this step on, every parameter is trained (None: never).
         progress: show a progress bar.
-        state_dir, resume: save training state there / continue from it.
+        state_dir, resume: save training state there / continue from it (from the state folder
+            ``resume_from`` instead of the newest, when given).
     """
     new = add_sessions(model, new_sessions)
     if not new and unfreeze_after is None:
@@ -103,5 +105,5 @@ def finetune(
 
         trainer.before_step.append(unfreeze)
     if resume:
-        trainer.resume()
+        trainer.resume(resume_from)
     return FinetuneResult(trainer.fit(), new, trainer)

@@ -10,6 +10,7 @@ uninterrupted run (on CPU, same seed and number of processes).
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -21,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from neurofm.core.builder import TrainingConfig
+from neurofm.core.data.coverage import check_stream_coverage
 from neurofm.core.data.loader import TrainLoader, task_rng
 from neurofm.core.data.session import Session
 from neurofm.core.data.windows import load_window, tile_intervals
@@ -36,6 +38,8 @@ from neurofm.core.training.monitor import LossMonitor
 from neurofm.errors import NeurofmError
 
 __all__ = ["TrainResult", "Trainer", "resolve_device", "step_seed", "validation_loss"]
+
+logger = logging.getLogger("neurofm.training")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -130,6 +134,9 @@ class Trainer:
         self.progress = progress and self.dist.is_main
         self.device = model.device
         self.state_dir = None if state_dir is None else Path(state_dir)
+        for note in check_stream_coverage(model.stream_names, self.sessions, strict=False):
+            if self.dist.is_main:
+                logger.warning(note)
         self.normalization = model.normalization()
         self.tasks = TaskSampler.from_mapping(config.tasks)
         self.loader = TrainLoader(
@@ -231,19 +238,25 @@ class Trainer:
             raise ValueError("this Trainer has no state_dir")
         save_training_state(self.state_dir, self)
 
-    def resume(self) -> int:
-        """Load the newest training state from ``state_dir``; returns the step it continues at."""
+    def resume(self, folder: str | Path | None = None) -> int:
+        """Load the newest training state from ``state_dir`` (or the state ``folder``); returns
+        the step it continues at."""
         from neurofm.core.training.state import load_training_state
 
         if self.state_dir is None:
             raise ValueError("this Trainer has no state_dir")
-        return load_training_state(self.state_dir, self)
+        return load_training_state(self.state_dir, self, folder)
 
     def fit(
         self, steps: int | None = None, callback: Callable[[int, float], None] | None = None
     ) -> TrainResult:
         """Train for ``steps`` (default: up to config.steps) more steps."""
         steps = self.config.steps - self.step if steps is None else steps
+        if steps < 0:
+            raise NeurofmError(
+                f"the trainer is at step {self.step}, past training.steps {self.config.steps}; "
+                f"set steps >= {self.step} to continue"
+            )
         result = TrainResult(0, 0.0)
         start = time.perf_counter()
         bar = tqdm(total=steps, desc="training", disable=not self.progress, unit="step")

@@ -257,7 +257,10 @@ def test_bad_timestamps_on_disk(folder: Path, change, message: str) -> None:
     ts = np.load(file)
     change(ts)
     np.save(file, ts)
-    with pytest.raises(SessionFormatError, match=f"stream 'b': timestamps .*{message}"):
+    file = r"\(in .*s0/streams/b/timestamps\.npy\)"
+    with pytest.raises(
+        SessionFormatError, match=f"session 's0', stream 'b': timestamps .*{message}.*{file}"
+    ):
         Session.open(folder)
     Session.open(folder, check_timestamps=False)  # the check can be skipped for trusted data
 
@@ -273,7 +276,7 @@ def test_bad_timestamps_on_disk(folder: Path, change, message: str) -> None:
 )
 def test_bad_timestamps_when_writing(tmp_path: Path, timestamps: np.ndarray, message: str) -> None:
     stream = StreamInput("x", np.zeros((4, 1)), timestamps)
-    with pytest.raises(SessionFormatError, match=f"stream 'x': .*{message}"):
+    with pytest.raises(SessionFormatError, match=f"session 's' .*stream 'x': .*{message}"):
         write_session(tmp_path, session_id="s", animal_id="m", species="mouse",
                       streams={"x": stream}, intervals=[])  # fmt: skip
     assert list(tmp_path.iterdir()) == []
