@@ -32,7 +32,14 @@ are those of ``tokenize`` and whose feature maps are ``[T, feature_channels, H, 
 within the stream's, the same in a batch as alone (in eval mode). A
 :class:`~neurofm.StimulusReadout` is built with ``feature_channels``; ``project_stimulus`` with no
 view must equal ``project``, and with views (with and without an eye position) it must give
-``[Q, K, p]`` outputs that depend on the features, with gradients to them.
+``[Q, K, p]`` outputs that depend on the features, with gradients to them; one that sets
+``unit_read_times`` must accept per-unit read times ``[Q, K]`` and give, for the query times
+repeated per unit, the outputs of ``[Q]`` times.
+
+Per-unit sample times: a per-unit encoder also gets the stream with per-unit time offsets
+(``StreamTensor.unit_time_offset_s``, within one sampling period); its tokens must then be valid
+and lie within the input's time range plus one period. An encoder may ignore the offsets (its
+tokens then sit at the frame times).
 
 Synthetic input of the right form, for modality encoders: per-unit encoders get ``values [T, N]``
 with ``unit_embeddings [N, d_model]``; encoders whose config has ``height``/``width`` get frames
@@ -280,9 +287,26 @@ def check_modality(
         partial = encoder.tokenize(_invalidate(stream), units)
     _check_tokens(what, partial, d_model, duration)
 
+    if encoder.per_unit:
+        _check_unit_offsets(what, encoder, stream, units, d_model)
+
     _check_reload(what, build, encoder, lambda m: (m.tokenize(stream, units).features,))
     if isinstance(encoder, PositionedStimulusEncoder):
         _check_positioned(what, encoder, stream, empty, d_model)
+
+
+def _check_unit_offsets(
+    what: str, encoder: ModalityEncoder, stream: StreamTensor, units: Tensor | None, d_model: int
+) -> None:
+    """Per-unit time offsets within a period (the route of ``units/time_offset_s``)."""
+    n_units = stream.values.shape[1]
+    offsets = torch.linspace(0.0, 0.9 * stream.period_s, n_units)
+    shifted = StreamTensor(stream.values, stream.valid, stream.times, stream.period_s, offsets)
+    with torch.no_grad():
+        tokens = encoder.tokenize(shifted, units)
+    _check_tokens(what, tokens, d_model, (stream.n_samples + 1) * stream.period_s)
+    if len(tokens) == 0:
+        raise _fail(what, "produced no tokens for a stream with per-unit time offsets")
 
 
 def _check_positioned(
@@ -452,11 +476,42 @@ def _check_stimulus_readout(
     raw.sum().backward()
     if values.grad is None or not bool(values.grad.abs().sum() > 0):
         raise _fail(what, "project_stimulus outputs do not depend on the feature map")
+    if readout.unit_read_times:
+        _check_unit_read_times(what, readout, h, units, times, [StimulusView(fmap, eye)], p)
     with torch.no_grad():
         empty = readout.project_stimulus(h[:0], "s-a", units, times[:0], [StimulusView(fmap)])
     if tuple(empty.shape) != (0, len(units), p):
         raise _fail(what, f"no queries gave {tuple(empty.shape)}")
     readout.train()
+
+
+def _check_unit_read_times(
+    what: str,
+    readout: StimulusReadout,
+    h: Tensor,
+    units: Tensor,
+    times: Tensor,
+    views: list[StimulusView],
+    p: int,
+) -> None:
+    """``unit_read_times``: per-unit read times ``[Q, K]``; repeated query times equal ``[Q]``."""
+    k = len(units)
+    with torch.no_grad():
+        plain = readout.project_stimulus(h, "s-a", units, times, views)
+        repeated = readout.project_stimulus(h, "s-a", units, times[:, None].expand(-1, k), views)
+        shifted = times[:, None] + torch.linspace(0.0, 0.2, k)[None, :]
+        own = readout.project_stimulus(h, "s-a", units, shifted, views)
+    if not torch.allclose(plain, repeated, atol=1e-6):
+        raise _fail(
+            what, "project_stimulus with the query times repeated per unit [Q, K] must equal "
+            "project_stimulus with the query times [Q] (unit_read_times is set)",
+        )  # fmt: skip
+    if tuple(own.shape) != (h.shape[0], k, p):
+        raise _fail(
+            what, f"project_stimulus with per-unit read times [{h.shape[0]}, {k}] gave "
+            f"{tuple(own.shape)}, expected [{h.shape[0]}, {k}, {p}]",
+        )  # fmt: skip
+    _check_finite(what, "outputs at per-unit read times", own)
 
 
 # -- heads ------------------------------------------------------------------------------------

@@ -37,13 +37,20 @@ class ModelConfig(StrictModel):
     """A whole model: backbone numbers, one encoder per stream, a readout, one head per target stream.
 
     ``modalities`` and ``heads`` are keyed by stream name (as in the sessions' manifests); each value
-    is a plugin config validated through the registry.
+    is a plugin config validated through the registry. ``unit_time_offsets``: place each unit's
+    tokens and stimulus reads at its own sample time within a frame where the session records one
+    (``units/time_offset_s``; see :class:`~neurofm.core.model.NeuroFM`); False ignores the offsets.
     """
 
     backbone: BackboneConfig = Field(default_factory=lambda: get_preset("tiny"))
     modalities: dict[str, ModalityConfig]
     readout: ReadoutConfig | None = None
     heads: dict[str, HeadConfig] = Field(default_factory=dict)
+    unit_time_offsets: bool = Field(
+        True,
+        description="use the sessions' per-unit sample times (units/time_offset_s) in the "
+        "per-unit encoders and the stimulus reads of the targets",
+    )
 
     @model_validator(mode="after")
     def _heads_have_streams(self) -> ModelConfig:
@@ -268,8 +275,9 @@ def build_model_from_units(
             "readouts", readout_cfg, d_model=d, sessions=units, params_per_unit=p, **kwargs
         )
     model = NeuroFM(
-        encoders=encoders, backbone=PerceiverIO(config.backbone), readout=readout, heads=heads
-    )
+        encoders=encoders, backbone=PerceiverIO(config.backbone), readout=readout, heads=heads,
+        unit_time_offsets=config.unit_time_offsets,
+    )  # fmt: skip
     model.session_units = dict(units)
     model.target_channels = dict(channels)
     model.model_config = config

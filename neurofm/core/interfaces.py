@@ -47,12 +47,19 @@ class StreamTensor:
         times: ``[T]`` float32 seconds since the window start.
         period_s: the stream's nominal sampling period (seconds), so a sample spans
             ``[t, t + period_s)``.
+        unit_time_offset_s: per-unit streams only, ``[N]`` float32 or None: each column's sample
+            time within a frame, so column ``n``'s sample ``k`` was taken at
+            ``times[k] + unit_time_offset_s[n]`` (the session's ``units/time_offset_s``, e.g.
+            scan-phase offsets of two-photon imaging). The model fills it when the sample
+            carries offsets; None means every column is sampled at ``times``. An encoder that
+            ignores it places a unit's tokens at the frame times, as before offsets existed.
     """
 
     values: Tensor
     valid: Tensor
     times: Tensor
     period_s: float
+    unit_time_offset_s: Tensor | None = None
 
     @property
     def n_samples(self) -> int:
@@ -280,9 +287,15 @@ class StimulusReadout(Readout):
     Attributes:
         eye_stream: name of the stream holding the eye position ``[T, 2]`` that shifts the
             neurons' positions (a gaze shifter), or None.
+        unit_read_times: class attribute; True when :meth:`project_stimulus` accepts per-unit
+            read times ``[Q, K]``. The model then passes, for a sample whose units carry time
+            offsets (``units/time_offset_s``), unit ``k``'s true sample time ``t_q +
+            offset_k`` of each query; otherwise (False, the default, or no offsets) the query
+            times ``[Q]``.
     """
 
     eye_stream: str | None = None
+    unit_read_times: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -309,7 +322,12 @@ class StimulusReadout(Readout):
     ) -> Tensor:
         """Raw per-unit outputs ``[Q, K, params_per_unit]`` at query ``times [Q]`` (seconds since
         the window start) from backbone outputs ``h [Q, d_model]`` and the sample's stimulus
-        views (possibly none: then the same as :meth:`Readout.project`)."""
+        views (possibly none: then the same as :meth:`Readout.project`).
+
+        With ``unit_read_times`` set, ``times`` may also be ``[Q, K]``: the time at which unit
+        ``k``'s sample of query ``q`` was taken (the stimulus is read there; ``h`` stays the
+        backbone output of query ``q``). ``times[:, None].expand(Q, K)`` must give the same
+        outputs as ``times``."""
 
 
 class Head(nn.Module, ABC):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -68,7 +68,10 @@ class PendingTarget:
     """A target block awaiting its prediction: stream ``stream`` of sample ``sample``.
 
     Shape: values/valid ``[Q, K]``; times ``[Q]``; units ``[K]`` (per-unit streams) or None;
-    anchor ``(last [K], known [K], time [])`` (see :meth:`Head.anchor`) or None.
+    anchor ``(last [K], known [K], time [])`` (see :meth:`Head.anchor`) or None;
+    unit_time_offset_s ``[K]`` (per-unit streams whose sample carries offsets and a model that
+    uses them) or None: target column ``k`` of query ``q`` was sampled at
+    ``times[q] + unit_time_offset_s[k]``.
     """
 
     sample: int
@@ -78,6 +81,7 @@ class PendingTarget:
     times: Tensor
     units: Tensor | None
     anchor: tuple[Tensor, Tensor, Tensor] | None
+    unit_time_offset_s: Tensor | None = None
 
 
 @dataclass
@@ -104,6 +108,17 @@ class NeuroFM(nn.Module):
             weight decays with the time since that value, ``exp(-elapsed / tau)``, with one
             learned ``tau`` per stream, so far horizons lean on the model rather than on the last
             value. Measured on simulated V1: see BENCHMARKS.md.
+        unit_time_offsets: use each unit's time offset within a frame (a sample's
+            ``unit_time_offset_s``, from the session's ``units/time_offset_s``) where a sample
+            carries them: per-unit streams reach their encoders with
+            :attr:`StreamTensor.unit_time_offset_s` set, so tokens sit at each unit's true sample
+            times, and a readout with :attr:`StimulusReadout.unit_read_times` reads the stimulus
+            of unit ``n``'s target ``k`` at ``t_k + offset_n``. The output queries stay at the
+            frame times (one per frame, not one per unit and frame): a query spans ``[t_k, t_k +
+            period)``, which holds every unit's sample time of that frame, and the slow context
+            (state, gain) changes little within a frame, while the stimulus drive, read at
+            movie rate, is where a fraction of a frame matters. False ignores the offsets
+            (ablations; BENCHMARKS.md, "Scan-phase offsets").
     """
 
     def __init__(
@@ -114,6 +129,7 @@ class NeuroFM(nn.Module):
         readout: Readout | None,
         heads: Mapping[str, Head],
         anchor_targets: bool = True,
+        unit_time_offsets: bool = True,
     ) -> None:
         super().__init__()
         d = backbone.d_model
@@ -143,6 +159,7 @@ class NeuroFM(nn.Module):
         )
         self._names = list(encoders)
         self.anchor_targets = anchor_targets
+        self.unit_time_offsets = unit_time_offsets
         # log of each target stream's anchor time constant (seconds); starts near persistence
         self.anchor_log_tau = nn.ParameterDict(
             {_key(k): nn.Parameter(torch.full((1,), math.log(10.0))) for k in heads}
@@ -248,9 +265,29 @@ class NeuroFM(nn.Module):
                     task, name, enc.role, stream.times.numpy(), sample.duration, n_units, rng
                 )
                 if mask is not None:
+                    if enc.per_unit:
+                        stream = self._with_offsets(name, sample, stream)
                     streams[name] = MaskedStream(_to(stream, device), mask)
             out.append(streams)
         return out
+
+    def _with_offsets(self, name: str, sample: WindowSample, stream: StreamTensor) -> StreamTensor:
+        """A per-unit stream with its columns' time offsets (the sample's), when the sample has
+        them and the model uses them."""
+        if not self.unit_time_offsets:
+            return replace(stream, unit_time_offset_s=None)
+        offsets = sample.unit_time_offset_s
+        if offsets is None:
+            return stream
+        n_units = stream.values.shape[1]
+        if tuple(offsets.shape) != (n_units,):
+            raise ValueError(
+                f"session {sample.session_id!r}: units/time_offset_s has shape "
+                f"{tuple(offsets.shape)} but the per-unit stream {name!r} has {n_units} columns; "
+                f"expected one offset per unit. Rewrite the session's units table (neurofm "
+                f"import) or drop the offsets."
+            )
+        return replace(stream, unit_time_offset_s=offsets.to(torch.float32))
 
     # -- step 2: encode --------------------------------------------------------------------------
     def _encode(self, batch, masked):
@@ -299,7 +336,11 @@ class NeuroFM(nn.Module):
             units = torch.from_numpy(mask.visible_units).to(stream.values.device)
             if units.numel() == 0:
                 return None
-            sub = StreamTensor(sub.values[:, units], sub.valid[:, units], sub.times, sub.period_s)
+            offsets = stream.unit_time_offset_s
+            sub = StreamTensor(
+                sub.values[:, units], sub.valid[:, units], sub.times, sub.period_s,
+                None if offsets is None else offsets[units],
+            )  # fmt: skip
             unit_emb = self.readout.unit_embeddings(session_id, units)
         return sub, unit_emb
 
@@ -375,7 +416,10 @@ class NeuroFM(nn.Module):
                 qs.append(self.query_embedding[_key(name)].expand(times.shape[0], -1))
                 qts.append(torch.stack([times, times + stream.period_s], -1))
                 anchor = _last_visible(stream, mask, units) if self.anchor_targets else None
-                pending.append(PendingTarget(b, name, values, valid, times, units, anchor))
+                offsets = stream.unit_time_offset_s
+                if offsets is not None and units is not None:
+                    offsets = offsets[units]
+                pending.append(PendingTarget(b, name, values, valid, times, units, anchor, offsets))
             q_x.append(torch.cat(qs) if qs else torch.zeros(0, d, device=device))
             q_t.append(torch.cat(qts) if qts else torch.zeros(0, 2, device=device))
         return pending, q_x, q_t
@@ -396,7 +440,10 @@ class NeuroFM(nn.Module):
             if units is not None:
                 sid = batch[b].session_id
                 if self.reads_stimulus:
-                    raw = self.readout.project_stimulus(part, sid, units, times, stimulus[b])
+                    read = times
+                    if p.unit_time_offset_s is not None and self.readout.unit_read_times:
+                        read = times[:, None] + p.unit_time_offset_s[None, :]  # [Q, K]
+                    raw = self.readout.project_stimulus(part, sid, units, read, stimulus[b])
                 else:
                     raw = self.readout.project(part, sid, units)
                 producer, want = self.readout, (q, units.numel(), self.readout.params_per_unit)
@@ -508,8 +555,12 @@ def _channel_valid(stream: StreamTensor) -> Tensor:
 
 
 def _to(stream: StreamTensor, device: torch.device) -> StreamTensor:
-    if stream.values.device == device:
+    if stream.values.device == device and (
+        stream.unit_time_offset_s is None or stream.unit_time_offset_s.device == device
+    ):
         return stream
+    offsets = stream.unit_time_offset_s
     return StreamTensor(
-        stream.values.to(device), stream.valid.to(device), stream.times.to(device), stream.period_s
-    )
+        stream.values.to(device), stream.valid.to(device), stream.times.to(device),
+        stream.period_s, None if offsets is None else offsets.to(device),
+    )  # fmt: skip

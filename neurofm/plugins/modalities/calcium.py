@@ -26,7 +26,9 @@ class CalciumEncoder(ModalityEncoder):
     """One token per (neuron, temporal patch): patch values and validity, plus the neuron's identity.
 
     Neuron identities come from the model's readout (``unit_embeddings``), so the same embedding
-    marks a neuron on the input side and predicts it on the output side.
+    marks a neuron on the input side and predicts it on the output side. When the stream carries
+    per-unit time offsets (``stream.unit_time_offset_s``, scan-phase offsets), a neuron's token
+    spans are shifted by its offset, so they sit at the times its samples were taken.
 
     Shape:
         stream.values ``[T, N]``, unit_embeddings ``[N, d_model]`` ->
@@ -53,4 +55,6 @@ class CalciumEncoder(ModalityEncoder):
         keep = p.valid.any(1).T  # [N, n]
         features = self.embed(x) + unit_embeddings[:, None, :]
         spans = p.spans.expand(n_units, -1, -1)
+        if stream.unit_time_offset_s is not None:  # [N]: each neuron's sample time in a frame
+            spans = spans + stream.unit_time_offset_s[:, None, None]
         return Tokens(features[keep], spans[keep])

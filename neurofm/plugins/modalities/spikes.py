@@ -6,7 +6,8 @@ ragged event arrays): windows, unit masks, per-unit targets and the Poisson head
 do for calcium, and a bin of 1 ms recovers event times as finely as any recording needs.
 
 Each spike becomes a token ``unit identity + learned spike embedding`` spanning its bin
-``[t, t + period_s)``. Bins flagged invalid give no tokens.
+``[t, t + period_s)``, shifted by the unit's time offset when the stream carries them
+(``stream.unit_time_offset_s``). Bins flagged invalid give no tokens.
 """
 
 from __future__ import annotations
@@ -62,4 +63,6 @@ class SpikesEncoder(ModalityEncoder):
         bins, units = bins.repeat_interleave(repeats), units.repeat_interleave(repeats)
         features = unit_embeddings[units] + self.spike
         start = stream.times[bins]
+        if stream.unit_time_offset_s is not None:  # [N]: each unit's sample time in a bin
+            start = start + stream.unit_time_offset_s[units]
         return Tokens(features, torch.stack([start, start + stream.period_s], -1))

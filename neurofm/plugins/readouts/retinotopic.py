@@ -17,7 +17,9 @@ prediction"):
   (a learned linear shifter: every receptive field moves with the eye alike). Per-neuron feature weights give the drive
   ``d_n(t) = w_n . F_n(t) + b_n``, its rate ``softplus(d)`` is low-passed by a per-neuron
   exponential filter (calcium indicator decay; learned time constant, weights summing to 1) and
-  read at each query time (the last feature step at or before it).
+  read at each query time (the last feature step at or before it); where the session records
+  per-neuron sample times (``units/time_offset_s``) at each neuron's own time ``t_q +
+  offset_n`` (``unit_read_times``): at slow imaging rates a frame lasts several feature steps.
 - **context path**: the backbone output ``h`` at the query time gives an additive term and a
   multiplicative gain per neuron (behavioural state, population context) through the neuron's
   identity embedding: ``[c_n, g_n] = <W h, e_n> / sqrt(d)``.
@@ -87,11 +89,13 @@ class RetinotopicReadout(StimulusReadout):
     residual ``[C]``, drive bias, log time constant, amplitude ``a_n [p]``, bias ``[p]``, identity
     residual ``[d]``.
 
-    Shape: ``project_stimulus(h [Q, d], session, units [K], times [Q], views) -> [Q, K, p]``;
+    Shape: ``project_stimulus(h [Q, d], session, units [K], times [Q] or [Q, K], views) ->
+    [Q, K, p]`` (times ``[Q, K]``: each neuron's own read times);
     ``unit_embeddings(session, units [K]) -> [K, d]``; ``screen_positions(session) -> [N, 2]``.
     """
 
     Config = RetinotopicConfig
+    unit_read_times = True
 
     def __init__(
         self,
@@ -246,7 +250,8 @@ class RetinotopicReadout(StimulusReadout):
         return torch.softmax((prior + free).flatten(1), dim=-1)
 
     def _filtered_rate(self, key: str, units: Tensor, view: StimulusView, times: Tensor) -> Tensor:
-        """Low-passed rate ``[Q, K]`` of the stimulus drive, read at the query ``times [Q]``."""
+        """Low-passed rate ``[Q, K]`` of the stimulus drive, read at the query ``times [Q]`` or at
+        each neuron's own read times ``[Q, K]``."""
         fmap = view.features
         values = fmap.values  # [T, C, H, W]
         t, _, height, width = values.shape
@@ -271,6 +276,8 @@ class RetinotopicReadout(StimulusReadout):
             padded = F.pad(rate.T[None], (taps - 1, 0))  # [1, K, T + taps - 1]
             rate = F.conv1d(padded, kernel[:, None], groups=kernel.shape[0])[0].T  # [T, K]
         step = torch.searchsorted(fmap.times.contiguous(), times.contiguous(), right=True) - 1
+        if times.ndim == 2:  # [Q, K]: neuron k's rate at its own step
+            return rate.gather(0, step.clamp(min=0)) * (step >= 0).to(rate.dtype)
         seen = (step >= 0).to(rate.dtype)[:, None]
         return rate[step.clamp(min=0)] * seen
 
