@@ -138,9 +138,9 @@ def default_model_config(
     by the gaze, so a ``gaze`` modality is added), and the core's pooled tokens, with behaviour
     and neural tokens, go through the backbone. Frames are average-pooled by
     ``min(height, width) // 18`` (at least 1) before the core, which keeps about 18 rows, and
-    pairs of frames are averaged (the core runs at half the frame rate). The core has 16 channels
-    in 3 blocks (spatial kernels 7, 3, 3 for the CPU presets ``tiny`` and ``small``; 9, 5, 5 for
-    larger ones).
+    pairs of frames are averaged (the core runs at half the frame rate). The core has 16 channels,
+    in 2 blocks (spatial kernels 7, 3) for the CPU presets ``tiny`` and ``small`` and in 3 (9, 5,
+    5) for larger ones.
     It is not yet the default (BENCHMARKS.md, "The stimulus path").
 
     Without it (the default), the movie is cut into tubelets (``movie``) that tile each side in 4
@@ -165,12 +165,12 @@ def default_model_config(
              "modalities": {"movie": movie, **behaviour, "calcium": {"type": "calcium"}},
              "readout": {"type": "neuron_embedding"}, "heads": heads}
         )  # fmt: skip
-    # the core runs at half the frame rate (frame_pool 2; its temporal kernels span 0.33 s, 0.2 s
-    # and 0.2 s at 30 Hz); 16 channels in 3 blocks (BENCHMARKS.md, "The stimulus path")
-    core = {"input_pool": max(1, min(h, w) // 18), "channels": 16, "layers": 3,
-            "temporal_kernels": (5, 3, 3)}  # fmt: skip
+    # the core runs at half the frame rate (frame_pool 2; its temporal kernels span 0.33 s and
+    # 0.2 s at 30 Hz); 16 channels, in 2 blocks for the CPU presets (a third block gave no gain
+    # there: BENCHMARKS.md, "The stimulus path")
+    core = {"input_pool": max(1, min(h, w) // 18), "channels": 16, "temporal_kernels": (5, 3, 3)}
     if preset in ("tiny", "small"):
-        core.update(spatial_kernels=(7, 3, 3))
+        core.update(layers=2, spatial_kernels=(7, 3), temporal_kernels=(5, 3))
     core_config = CoreConfig.model_validate(core)
     map_h, map_w = core_config.map_size(h, w)
     movie = {"type": "movie_core", "height": h, "width": w, "core": core_config.model_dump(),
