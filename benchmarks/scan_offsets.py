@@ -18,19 +18,16 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from modalities import correlations
+from stimulus import train_and_score
 
-from neurofm.core.builder import ModelConfig, TrainingConfig, build_model, default_model_config
+from neurofm.core.builder import ModelConfig, build_model, default_model_config
 from neurofm.core.data import open_dataset
 from neurofm.core.data.simulate_to_disk import simulate_to_disk
 from neurofm.core.data.simulation import SimulationConfig
-from neurofm.core.tasks import get_task
-from neurofm.core.training.trainer import Trainer
 
 FRAME = (18, 32)
 TASK = "responses_from_stimulus"
@@ -82,14 +79,9 @@ def main() -> None:
         for label, use in (("used", True), ("ignored", False)):
             torch.manual_seed(seed)
             model = build_model(model_config(args.preset, use), sessions)
-            training = TrainingConfig(
-                steps=args.steps, batch_size=8, lr=args.lr, warmup_steps=20, eval_every=10**6,
-                tasks={TASK: 1.0}, device="cpu", seed=seed,
-            )  # fmt: skip
-            start = time.perf_counter()
-            Trainer(model, sessions, training, window_s=2.0, progress=False).fit()
-            row[label] = correlations(model.eval(), sessions, get_task(TASK), None)
-            row[f"{label}_seconds"] = time.perf_counter() - start
+            row[label], row[f"{label}_seconds"] = train_and_score(
+                model, sessions, TASK, args.steps, args.lr, seed
+            )
             print(f"  seed {seed}, offsets {label}: r {row[label]:.3f} "
                   f"({row[f'{label}_seconds']:.0f} s)", flush=True)  # fmt: skip
         rows.append(row)

@@ -67,6 +67,19 @@ def ln_r(sessions, inputs: list[str], normalization) -> float:
     return float(np.nanmean(rs))
 
 
+def train_and_score(model, sessions, task: str, steps: int, lr: float, seed: int) -> tuple:
+    """Train ``model`` on ``task`` alone (batch 8, 2 s windows) and score it: ``(r with expected
+    calcium on the test tier, training seconds)``."""
+    training = TrainingConfig(
+        steps=steps, batch_size=8, lr=lr, warmup_steps=20, eval_every=10**6,
+        tasks={task: 1.0}, device="cpu", seed=seed,
+    )  # fmt: skip
+    start = time.perf_counter()
+    Trainer(model, sessions, training, window_s=2.0, progress=False).fit()
+    seconds = time.perf_counter() - start
+    return correlations(model.eval(), sessions, get_task(task), None), seconds
+
+
 def model_config(
     pathway: str,
     behaviour: bool,
@@ -185,15 +198,8 @@ def main() -> None:
             )  # fmt: skip
             model = build_model(config, sessions)
             normalization = model.normalization()
-            training = TrainingConfig(
-                steps=args.steps, batch_size=8, lr=args.lr, warmup_steps=20, eval_every=10**6,
-                tasks={task: 1.0}, device="cpu", seed=seed,
-            )  # fmt: skip
-            start = time.perf_counter()
-            Trainer(model, sessions, training, window_s=2.0, progress=False).fit()
-            seconds = time.perf_counter() - start
-            row = {"seed": seed, "seconds": seconds,
-                   "r": correlations(model.eval(), sessions, get_task(task), None)}  # fmt: skip
+            r, seconds = train_and_score(model, sessions, task, args.steps, args.lr, seed)
+            row = {"seed": seed, "seconds": seconds, "r": r}
             line = f"  {pathway} seed {seed}: r {row['r']:.3f} ({seconds:.0f} s)"
             if isinstance(model.readout, RetinotopicReadout):
                 found, true = receptive_fields(model, sessions, args.stimulus)
