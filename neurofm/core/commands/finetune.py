@@ -96,6 +96,8 @@ def loaded_weights_hash(path: Path) -> str | None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from neurofm.core.commands.train import add_run_options
+
     p = sub.add_parser("finetune", help="fine-tune a checkpoint to new sessions or animals")
     p.add_argument("checkpoint", help="checkpoint folder to start from")
     p.add_argument("--data", required=True, help="folder of the new sessions")
@@ -108,22 +110,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--window-s", type=float, default=None, help="default: the checkpoint's")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    how = p.add_mutually_exclusive_group()
-    how.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue an interrupted fine-tuning run (refused if the state is another run's)",
-    )
-    how.add_argument(
-        "--resume-from",
-        default=None,
-        metavar="STEP_FOLDER",
-        help="like --resume, from the named state folder (e.g. step-00000040) instead of the newest",
-    )
-    how.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="delete an earlier run's checkpoint and state at OUT first "
+    add_run_options(
+        p,
+        resume_help="continue an interrupted fine-tuning run (refused if the state is another "
+        "run's)",
+        overwrite_help="delete an earlier run's checkpoint and state at OUT first "
         "(without it an existing OUT is refused)",
     )
     p.add_argument("--no-progress", action="store_true")

@@ -186,6 +186,20 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_run_options(p: argparse.ArgumentParser, *, resume_help: str, overwrite_help: str) -> None:
+    """``--resume`` / ``--resume-from`` / ``--overwrite`` (one of them at most) of a command that
+    writes a checkpoint and its training state to OUT (``neurofm.core.training.run.prepare_run_folders`` acts on them)."""
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--resume", action="store_true", help=resume_help)
+    how.add_argument(
+        "--resume-from",
+        default=None,
+        metavar="STEP_FOLDER",
+        help="like --resume, from the named state folder (e.g. step-00000040) instead of the newest",
+    )
+    how.add_argument("--overwrite", action="store_true", help=overwrite_help)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
@@ -195,23 +209,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", help="ExperimentConfig file (.json, .yaml)")
     p.add_argument("--out", required=True, help="checkpoint folder to write")
     p.add_argument("--state", default=None, help="training-state folder (default: OUT.state)")
-    how = p.add_mutually_exclusive_group()
-    how.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue this run from its newest training state (refused if the state is another "
-        "run's: a different config, data or number of processes)",
-    )
-    how.add_argument(
-        "--resume-from",
-        default=None,
-        metavar="STEP_FOLDER",
-        help="like --resume, from the named state folder (e.g. step-00000040) instead of the newest",
-    )
-    how.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="delete an earlier run's checkpoint and training state at OUT first "
+    add_run_options(
+        p,
+        resume_help="continue this run from its newest training state (refused if the state is "
+        "another run's: a different config, data or number of processes)",
+        overwrite_help="delete an earlier run's checkpoint and training state at OUT first "
         "(without it an existing OUT is refused)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
