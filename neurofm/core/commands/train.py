@@ -188,7 +188,8 @@ def run(args: argparse.Namespace) -> int:
 
 def add_run_options(p: argparse.ArgumentParser, *, resume_help: str, overwrite_help: str) -> None:
     """``--resume`` / ``--resume-from`` / ``--overwrite`` (one of them at most) of a command that
-    writes a checkpoint and its training state to OUT (``neurofm.core.training.run.prepare_run_folders`` acts on them)."""
+    writes a checkpoint and its training state to OUT
+    (``neurofm.core.training.run.prepare_run_folders`` acts on them)."""
     how = p.add_mutually_exclusive_group()
     how.add_argument("--resume", action="store_true", help=resume_help)
     how.add_argument(
