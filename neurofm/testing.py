@@ -159,6 +159,16 @@ def _check_gradients(what: str, module: nn.Module, output: Tensor) -> None:
         raise _fail(what, "every parameter gradient is zero")
 
 
+def _check_penalty(what: str, module: nn.Module) -> None:
+    """``penalty()`` is None or a finite scalar tensor."""
+    value = module.penalty()
+    if value is None:
+        return
+    if not isinstance(value, Tensor) or value.ndim != 0:
+        raise _fail(what, f"penalty() must return None or a scalar tensor, found {value!r:.80}")
+    _check_finite(what, "penalty()", value)
+
+
 def _check_reload(
     what: str, build: Callable[[], nn.Module], module: nn.Module, run: Callable[[nn.Module], Any]
 ) -> None:
@@ -290,6 +300,7 @@ def check_modality(
     if encoder.per_unit:
         _check_unit_offsets(what, encoder, stream, units, d_model)
 
+    _check_penalty(what, encoder)
     _check_reload(what, build, encoder, lambda m: (m.tokenize(stream, units).features,))
     if isinstance(encoder, PositionedStimulusEncoder):
         _check_positioned(what, encoder, stream, empty, d_model)
@@ -441,6 +452,7 @@ def check_readout(
         raise _fail(what, "add_sessions changed the outputs of an existing session")
     _check_finite(what, "outputs for an added session", new)
 
+    _check_penalty(what, readout)
     readout = build()
     _check_reload(what, build, readout, lambda m: (m.project(h, "s.b", torch.tensor([0, 3])),))
     if isinstance(readout, StimulusReadout):
@@ -576,6 +588,7 @@ def check_head(
     if tuple(empty_raw.shape) != (0, channels, p) or int(empty_count) != 0:
         raise _fail(what, f"an empty batch gave raw {tuple(empty_raw.shape)}, count {empty_count}")
     _check_finite(what, "loss of an empty batch", empty_total)
+    _check_penalty(what, head)
 
     per_unit = head_cls(config, d_model=d_model, channels=None)
     unit_raw = torch.randn(q, 5, per_unit.params_per_channel, requires_grad=True)

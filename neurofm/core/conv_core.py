@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import Tensor, nn
@@ -26,6 +27,8 @@ from torch import Tensor, nn
 from neurofm.core.config import StrictModel
 
 __all__ = ["CoreConfig", "FactorisedCore"]
+
+_LAPLACE = torch.tensor([[0.5, 1.0, 0.5], [1.0, -6.0, 1.0], [0.5, 1.0, 0.5]]).view(1, 1, 3, 3)
 
 
 class CoreConfig(StrictModel):
@@ -38,6 +41,8 @@ class CoreConfig(StrictModel):
     ``norm``: ``"batch"`` (batch norm; statistics of each process's batch, or of the global batch
     on CUDA, where distributed training converts it to ``torch.nn.SyncBatchNorm``) or ``"none"``
     (no normalisation: every sample's output is independent of the rest of its batch).
+    ``laplace_penalty``: weight of a smoothness penalty on the first block's spatial kernels
+    (:meth:`FactorisedCore.penalty`; 0: none).
     """
 
     channels: int = Field(16, ge=1)
@@ -47,6 +52,7 @@ class CoreConfig(StrictModel):
     input_pool: int = Field(1, ge=1)
     downsample: int = Field(2, ge=1)
     norm: Literal["batch", "none"] = "batch"
+    laplace_penalty: float = Field(0.0, ge=0)
 
     @model_validator(mode="after")
     def _one_kernel_per_block(self) -> CoreConfig:
@@ -101,6 +107,18 @@ class FactorisedCore(nn.Module):
                 nn.BatchNorm2d(config.channels) if config.norm == "batch" else nn.Identity()
             )
             c_in = config.channels
+
+    def penalty(self) -> Tensor | None:
+        """``laplace_penalty`` times the mean squared 3x3 Laplacian of the first block's spatial
+        kernels over their mean square: rough (pixel-noise) filters cost more than smooth ones,
+        whatever the kernels' scale. None when the weight is 0."""
+        weight = self.config.laplace_penalty
+        if weight == 0:
+            return None
+        kernels = self.spatial[0].weight  # [C, C_in, k, k]
+        flat = kernels.reshape(-1, 1, *kernels.shape[2:])
+        laplace = F.conv2d(flat, _LAPLACE.to(flat), padding=1)
+        return weight * laplace.pow(2).mean() / flat.pow(2).mean().clamp(min=1e-12)
 
     def forward(self, x: Tensor) -> Tensor:
         b, t = x.shape[:2]

@@ -180,6 +180,12 @@ class ModalityEncoder(nn.Module, ABC):
             )
         return int(sample_shape[0])
 
+    def penalty(self) -> Tensor | None:
+        """A regularisation term added to the training loss (not to validation or evaluation),
+        or None (the default). Weigh it with the plugin's own config; it is added once per step,
+        whatever the batch size."""
+        return None
+
 
 class PositionedStimulusEncoder(ModalityEncoder):
     """A stimulus encoder that gives, beside its tokens, positioned features (:class:`FeatureMap`)
@@ -251,6 +257,12 @@ class Readout(nn.Module, ABC):
     def known_sessions(self) -> list[str]:
         """Ids of the sessions this readout has parameters for."""
         return []
+
+    def penalty(self) -> Tensor | None:
+        """A regularisation term added to the training loss (not to validation or evaluation),
+        or None (the default). Weigh it with the plugin's own config; it is added once per step,
+        whatever the batch size."""
+        return None
 
     @staticmethod
     def parameter_key(session_id: str) -> str:
@@ -378,6 +390,12 @@ class Head(nn.Module, ABC):
         visible value for that column) -> ``[Q, C, p]``.
         """
         return raw
+
+    def penalty(self) -> Tensor | None:
+        """A regularisation term added to the training loss (not to validation or evaluation),
+        or None (the default). Weigh it with the plugin's own config; it is added once per step,
+        whatever the batch size."""
+        return None
 
     def metric_names(self) -> tuple[str, ...]:
         return ("r",)

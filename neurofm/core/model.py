@@ -238,6 +238,15 @@ class NeuroFM(nn.Module):
         h = self.backbone(inputs, queries, self.backbone.latent_times(durations))
         return self._heads(batch, h, pending, stimulus)
 
+    def penalty(self) -> Tensor | None:
+        """The sum of the plugins' regularisation terms (:meth:`ModalityEncoder.penalty`,
+        :meth:`Readout.penalty`, :meth:`Head.penalty`), or None when none has one. Training adds
+        it to the loss once per step."""
+        plugins = [*self.encoders.values(), self.readout, *self.heads.values()]
+        parts = [m.penalty() for m in plugins if m is not None]
+        parts = [p for p in parts if p is not None]
+        return torch.stack([p.float() for p in parts]).sum() if parts else None
+
     @property
     def query_names(self) -> set[str]:
         return {n for n in self._names if _key(n) in self.heads}

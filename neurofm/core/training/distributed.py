@@ -81,7 +81,8 @@ def all_reduce_sum(values: Sequence[float], device: torch.device) -> list[float]
 
 
 class TrainStep(nn.Module):
-    """The unit DDP/FSDP wrap: runs the model and returns the sum of per-target mean losses.
+    """The unit DDP/FSDP wrap: runs the model and returns the sum of per-target mean losses
+    (in training mode plus the model's :meth:`~neurofm.core.model.NeuroFM.penalty` per target).
 
     Returns ``(loss_total, n_targets)``; the trainer divides by the number of targets over all
     ranks, so the loss (and gradient) is the mean over the global batch whatever its split.
@@ -107,7 +108,13 @@ class TrainStep(nn.Module):
         ]
         if touch:
             total = total + 0.0 * torch.stack(touch).sum()
-        return total, torch.tensor(float(len(losses)), device=total.device)
+        count = torch.tensor(float(len(losses)), device=total.device)
+        penalty = self.model.penalty() if self.training else None
+        if penalty is not None:
+            # the trainer divides by the global target count C and DDP averages the W ranks'
+            # gradients: penalty * c_rank summed that way is the penalty once, whatever the split
+            total = total + penalty * count
+        return total, count
 
 
 def wrap_for_training(

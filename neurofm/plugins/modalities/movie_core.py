@@ -103,6 +103,9 @@ class MovieCoreEncoder(PositionedStimulusEncoder):
             out.append(PositionedOutput(tokens, features))
         return out
 
+    def penalty(self) -> Tensor | None:
+        return self.core.penalty()
+
     def _pool_frames(self, stream: StreamTensor) -> tuple[StreamTensor, Tensor]:
         """Average groups of ``frame_pool`` consecutive frames (valid ones only); a group is
         timed at its last frame, so a core step describes the frames up to its time. Also returns

@@ -68,6 +68,8 @@ class RetinotopicConfig(PluginConfig):
     (best: the feature map's size). ``filter_s``: length of the
     exponential filter on the rate (0: none); ``init_tau_s``: its starting time constant.
     ``position_frequencies``: Fourier features of the position in the identity embedding.
+    ``logit_penalty`` / ``feature_l1``: weights of the training penalties (:meth:`penalty`) on
+    the free logits (sum of squares per neuron) and on the feature weights (L1 per neuron).
     """
 
     type: Literal["retinotopic"] = "retinotopic"
@@ -81,6 +83,8 @@ class RetinotopicConfig(PluginConfig):
     map_scale: float = Field(25.0, gt=0)
     mask_height: int = Field(9, ge=1)
     mask_width: int = Field(16, ge=1)
+    logit_penalty: float = Field(0.0, ge=0)
+    feature_l1: float = Field(0.0, ge=0)
 
 
 class RetinotopicReadout(StimulusReadout):
@@ -171,6 +175,20 @@ class RetinotopicReadout(StimulusReadout):
 
     def known_sessions(self) -> list[str]:
         return [self.session_of_key(k) for k in self.delta]
+
+    def penalty(self) -> Tensor | None:
+        """``logit_penalty`` times the sum of squared free logits of a neuron (windows stay close
+        to their Gaussian prior unless the data say otherwise) plus ``feature_l1`` times the sum
+        of a neuron's absolute feature weights (each neuron reads few core channels), both
+        averaged over every neuron of every session. None when both weights are 0."""
+        cfg, terms = self.config, []
+        if cfg.logit_penalty > 0:
+            logits = torch.cat([p.flatten(1) for p in self.logits.values()])  # [N, cells]
+            terms.append(cfg.logit_penalty * logits.pow(2).sum(1).mean())
+        if cfg.feature_l1 > 0:
+            weights = torch.cat([self.shared_weights + w for w in self.weights.values()])
+            terms.append(cfg.feature_l1 * weights.abs().sum(1).mean())
+        return torch.stack(terms).sum() if terms else None
 
     # -- positions ------------------------------------------------------------------------------
     def _mu(self, key: str, units: Tensor) -> Tensor:

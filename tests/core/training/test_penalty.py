@@ -1,0 +1,89 @@
+"""Plugin penalties: regularisation terms that training adds to the loss once per step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from neurofm.core.builder import ModelConfig, TrainingConfig, build_model, default_model_config
+from neurofm.core.conv_core import CoreConfig, FactorisedCore
+from neurofm.core.data import open_dataset
+from neurofm.core.data.windows import WindowSampler, load_window
+from neurofm.core.tasks import get_task
+from neurofm.core.training import Trainer
+from neurofm.core.training.distributed import TrainStep
+
+
+def _model(sessions, readout=None, core=None):
+    data = default_model_config("tiny", frame_size=(18, 32), stimulus_path=True).model_dump()
+    data["readout"].update(readout or {})
+    data["modalities"]["movie"]["core"].update(core or {})
+    torch.manual_seed(0)
+    return build_model(ModelConfig.model_validate(data), sessions)
+
+
+def test_no_penalty_unless_a_plugin_asks_for_one(tiny_data: Path) -> None:
+    sessions = open_dataset(tiny_data)
+    assert _model(sessions).penalty() is None
+    assert (
+        build_model(default_model_config("tiny", frame_size=(18, 32)), sessions).penalty() is None
+    )
+
+
+def test_training_adds_the_penalty_and_evaluation_does_not(tiny_data: Path) -> None:
+    sessions = open_dataset(tiny_data)
+    model = _model(sessions, readout={"logit_penalty": 1.0, "feature_l1": 0.5},
+                   core={"laplace_penalty": 0.2})  # fmt: skip
+    with torch.no_grad():  # free logits start at zero: give them something to cost
+        for p in model.readout.logits.values():
+            p.normal_()
+    penalty = float(model.penalty())
+    assert penalty > 0
+    same = _model(sessions)  # the same weights, no penalty
+    same.load_state_dict(model.state_dict())
+    sampler = WindowSampler(sessions, 1.0, seed=0)
+    batch = [load_window(sessions[i], t0, 1.0, model.normalization()) for i, t0 in sampler.draw(3)]
+    tasks = [get_task("responses_from_stimulus")] * 3
+    totals = {}
+    with torch.no_grad():
+        for mode in ("train", "eval"):
+            for name, m in (("penalised", model), ("plain", same)):
+                step = TrainStep(m).train(mode == "train")
+                totals[mode, name] = step(batch, tasks, None)
+    count = float(totals["train", "plain"][1])
+    assert count > 0
+    # added per target: the trainer divides by the target count, which leaves it once per step
+    added = float(totals["train", "penalised"][0] - totals["train", "plain"][0]) / count
+    assert abs(added - penalty) < 1e-4 * penalty
+    assert float(totals["eval", "penalised"][0]) == float(totals["eval", "plain"][0])
+
+
+def test_logit_penalty_keeps_windows_near_their_prior(tiny_data: Path) -> None:
+    sessions = open_dataset(tiny_data)
+    norms = {}
+    for weight in (0.0, 10.0):
+        model = _model(sessions, readout={"logit_penalty": weight})
+        training = TrainingConfig(steps=15, batch_size=4, lr=1e-2, warmup_steps=1,
+                                  eval_every=10**6, tasks={"responses_from_stimulus": 1.0},
+                                  device="cpu", seed=0)  # fmt: skip
+        Trainer(model, sessions, training, window_s=1.0, progress=False).fit()
+        norms[weight] = sum(float(p.detach().pow(2).sum()) for p in model.readout.logits.values())
+    assert norms[10.0] < 0.5 * norms[0.0]
+
+
+def test_laplace_penalty_prefers_smooth_kernels_at_any_scale() -> None:
+    core = FactorisedCore(CoreConfig(channels=2, layers=1, spatial_kernels=(7,),
+                                     temporal_kernels=(1,), laplace_penalty=1.0), in_channels=1)  # fmt: skip
+    yy, xx = torch.meshgrid(torch.arange(7.0) - 3, torch.arange(7.0) - 3, indexing="ij")
+    smooth = torch.exp(-(xx**2 + yy**2) / 8.0)
+    noisy = torch.randn(7, 7, generator=torch.Generator().manual_seed(0))
+    costs = []
+    for kernel in (smooth, 10 * smooth, noisy):
+        with torch.no_grad():
+            core.spatial[0].weight.copy_(kernel.expand(2, 1, 7, 7))
+        costs.append(float(core.penalty()))
+    assert abs(costs[0] - costs[1]) < 1e-5 * costs[0]  # scale-free
+    assert costs[2] > 5 * costs[0]
+    assert FactorisedCore(CoreConfig(layers=1, spatial_kernels=(3,), temporal_kernels=(1,)),
+                          in_channels=1).penalty() is None  # fmt: skip
