@@ -85,10 +85,10 @@ def quiet_loss_monitor() -> None:
 
 
 def model_config(
-    sim: SimulationConfig, preset: str, backbone: dict | None = None, stimulus_path: bool = False
+    sim: SimulationConfig, preset: str, backbone: dict | None = None, stimulus_path: bool = True
 ) -> ModelConfig:
-    """The built-in mouse V1 model for ``sim``'s frame size (``stimulus_path``: the model with
-    the retinotopic stimulus path); ``backbone`` overrides preset numbers."""
+    """The built-in mouse V1 model for ``sim``'s frame size (``stimulus_path`` False: the model
+    before the stimulus path, backbone alone); ``backbone`` overrides preset numbers."""
     config = default_model_config(
         preset, frame_size=(sim.height, sim.width), stimulus_path=stimulus_path
     )
@@ -109,7 +109,7 @@ def train_neurofm(
     lr: float = 2e-3,
     seed: int = 0,
     max_steps: int = 100_000,
-    stimulus_path: bool = False,
+    stimulus_path: bool = True,
 ) -> tuple[NeuroFM, dict]:
     """Train a fresh model for about ``seconds`` of wall time (steps fixed after timing 3 steps, so
     the learning-rate schedule runs to its end)."""
@@ -250,8 +250,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--stimulus-path", action="store_true",
-        help="train the model with the retinotopic stimulus path (movie_core + retinotopic)",
+        "--stimulus-path", action=argparse.BooleanOptionalAction, default=True,
+        help="the default model with the retinotopic stimulus path (movie_core + retinotopic), or "
+        "with --no-stimulus-path the model before it (backbone alone)",
     )  # fmt: skip
     args = p.parse_args()
     torch.set_num_threads(args.threads)

@@ -20,7 +20,8 @@ movies; the pathways are then the ``image`` patch encoder with ``neuron_embeddin
 Each trains from the movie alone (task ``responses_from_stimulus``; with ``--behaviour``, movie,
 running and gaze on ``responses_from_stimulus_behaviour``) for ``--steps`` steps per seed and
 reports the correlation of predicted with expected (noise-free) calcium on the test tier (10 test
-clips x 5 repeats per session), next to an LN model fitted to the same inputs. For the
+clips x 5 repeats per session), next to an LN model and the SENSORIUM-style CNN baseline
+(``neurofm.core.baselines.cnn``, ``--cnn-seeds``, as many steps) fitted to the same inputs. For the
 retinotopic pathway it also reports how well the screen position each neuron's readout settles on
 matches the simulator's receptive-field centre (``rf_center_deg``, at zero gaze): Pearson r per
 axis over all neurons of all sessions, with a scatter plot (``rf_scatter_<stimulus>_seed<N>.png``).
@@ -39,6 +40,7 @@ import torch
 from modalities import correlations
 
 from neurofm.core.backbone.presets import get_preset
+from neurofm.core.baselines.cnn import CNNConfig, fit_cnn_baseline
 from neurofm.core.baselines.ln import fit_linear_nonlinear
 from neurofm.core.builder import ModelConfig, TrainingConfig, build_model, default_model_config
 from neurofm.core.data import open_dataset
@@ -63,6 +65,24 @@ def ln_r(sessions, inputs: list[str], normalization) -> float:
             [np.flatnonzero((ts >= iv.start) & (ts < iv.end)) for iv in s.intervals("test")]
         )
         pred, true = ln.predict(ts[idx]), np.asarray(s.ground_truth("expected_calcium"))[idx]
+        rs += [np.corrcoef(pred[:, i], true[:, i])[0, 1] for i in range(pred.shape[1])]
+    return float(np.nanmean(rs))
+
+
+def cnn_r(sessions, inputs: list[str], normalization, steps: int, seed: int) -> float:
+    """The SENSORIUM-style CNN baseline (``neurofm.core.baselines.cnn``, its default sizes, best
+    validation state kept) fitted on all sessions for ``steps`` steps of batch 8: mean r with
+    expected calcium on the test tier."""
+    config = CNNConfig(steps=steps, eval_every=max(steps // 8, 1), seed=seed)
+    fit = fit_cnn_baseline(sessions, inputs, "calcium", normalization, config=config)
+    rs = []
+    for s in sessions:
+        ts = s.stream_timestamps("calcium")
+        idx = np.concatenate(
+            [np.flatnonzero((ts >= iv.start) & (ts < iv.end)) for iv in s.intervals("test")]
+        )
+        pred = fit.predict(s.session_id, ts[idx])
+        true = np.asarray(s.ground_truth("expected_calcium"))[idx]
         rs += [np.corrcoef(pred[:, i], true[:, i])[0, 1] for i in range(pred.shape[1])]
     return float(np.nanmean(rs))
 
@@ -166,6 +186,7 @@ def main() -> None:
         default="movie",
         help="simulated movies, or flashed images (0.5 s on, 0.5 s gray)",
     )
+    p.add_argument("--cnn-seeds", default="0", help="seeds of the CNN baseline ('' for none)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--data", default=None, help="simulated data folder (default: a temporary one)")
     p.add_argument("--out", default="benchmarks/results/stimulus", help="figures and JSON")
@@ -187,7 +208,10 @@ def main() -> None:
     print(f"{task}: {args.steps} steps, lr {args.lr:g}, batch 8, {args.threads} thread(s); "
           f"r with expected calcium", flush=True)  # fmt: skip
     results: dict = {}
-    normalization = None
+    # every pathway's model normalises the streams alike (the streams' own kinds)
+    normalization = build_model(
+        model_config("retinotopic", args.behaviour, stimulus=args.stimulus), sessions
+    ).normalization()
     for pathway in args.pathways:
         rows = []
         for seed in [int(s) for s in args.seeds.split(",")]:
@@ -197,7 +221,6 @@ def main() -> None:
                 args.stimulus,
             )  # fmt: skip
             model = build_model(config, sessions)
-            normalization = model.normalization()
             r, seconds = train_and_score(model, sessions, task, args.steps, args.lr, seed)
             row = {"seed": seed, "seconds": seconds, "r": r}
             line = f"  {pathway} seed {seed}: r {row['r']:.3f} ({seconds:.0f} s)"
@@ -217,8 +240,14 @@ def main() -> None:
     inputs = [args.stimulus, "running", "gaze"] if args.behaviour else [args.stimulus]
     ln = ln_r(sessions, inputs, normalization)
     print(f"LN ({', '.join(inputs)}): r {ln:.3f}")
-    payload = {"task": task, "stimulus": args.stimulus, "steps": args.steps, "threads": args.threads, "ln_r": ln,
-               "pathways": results}  # fmt: skip
+    cnn = {}
+    for seed in [int(x) for x in args.cnn_seeds.split(",") if x.strip()]:
+        start = time.perf_counter()
+        cnn[seed] = cnn_r(sessions, inputs, normalization, args.steps, seed)
+        print(f"CNN ({', '.join(inputs)}) seed {seed}: r {cnn[seed]:.3f} "
+              f"({time.perf_counter() - start:.0f} s)", flush=True)  # fmt: skip
+    payload = {"task": task, "stimulus": args.stimulus, "steps": args.steps,
+               "threads": args.threads, "ln_r": ln, "cnn_r": cnn, "pathways": results}  # fmt: skip
     (out / f"stimulus_{args.stimulus}.json").write_text(json.dumps(payload, indent=2) + "\n")
 
 

@@ -36,11 +36,14 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 
 @pytest.mark.slow
-def test_demo_trains_the_stimulus_path_model(tmp_path: Path) -> None:
+def test_demo_trains_the_stimulus_path_model_to_a_time_budget(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    code, stdout, stderr = _run(["demo", "--quick", "--stimulus-path", "--out", str(out)])
+    argv = ["demo", "--quick", "--stimulus-path", "--minutes", "0.01", "--out", str(out)]
+    code, stdout, stderr = _run(argv)
     assert code == 0, stderr
     assert "stimulus path" in stdout
+    # a time budget: the step count is sized by timing steps, within its bounds (20 at least)
+    assert "training (20 steps, sized to 0.01 min at " in stdout
     config = json.loads((out / "checkpoint" / "config.json").read_text())
     model = config.get("model", config)
     assert model["readout"]["type"] == "retinotopic"
@@ -67,7 +70,7 @@ def test_demo_writes_report_and_checkpoint(demo: tuple[Path, str]) -> None:
     assert set(TASKS) <= set(metrics["tasks"])
     assert "simulation" in metrics
     meta = json.loads((out / "checkpoint" / "meta.json").read_text())
-    assert meta["plugins"]["modalities:movie"]["package"] == "neurofm"
+    assert meta["plugins"]["modalities:movie_core"]["package"] == "neurofm"
     # the table and the headline line
     assert "task" in stdout and "target" in stdout and "metric" in stdout
     for task in TASKS:
@@ -157,3 +160,10 @@ def test_train_reports_config_problems(tmp_path: Path) -> None:
     assert code == 2
     assert "Did you mean 'movie' or 'movie_core'?" in stderr and "data.path" in stderr
     assert not (tmp_path / "ckpt").exists()
+
+
+def test_demo_refuses_a_time_budget_that_is_not_positive(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--minutes", "0"])
+    assert exit_info.value.code == 2
+    assert "expected a number of minutes > 0, found '0'" in capsys.readouterr().err

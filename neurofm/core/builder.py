@@ -51,6 +51,12 @@ class ModelConfig(StrictModel):
         description="use the sessions' per-unit sample times (units/time_offset_s) in the "
         "per-unit encoders and the stimulus reads of the targets",
     )
+    anchor_tau_s: float = Field(
+        10.0,
+        gt=0,
+        description="starting time constant (s) of the forecast anchor's weight "
+        "exp(-elapsed / tau), learned per target stream",
+    )
 
     @model_validator(mode="after")
     def _heads_have_streams(self) -> ModelConfig:
@@ -126,13 +132,14 @@ class ExperimentConfig(StrictModel):
 
 
 def default_model_config(
-    preset: str = "tiny", *, frame_size: tuple[int, int] = (36, 64), stimulus_path: bool = False
+    preset: str = "tiny", *, frame_size: tuple[int, int] = (36, 64), stimulus_path: bool = True
 ) -> ModelConfig:
-    """The built-in mouse V1 model: movie, pupil, running -> calcium, with behaviour heads.
+    """The built-in mouse V1 model: movie, pupil, running (and gaze) -> calcium, with behaviour
+    heads.
 
     ``frame_size`` (height, width) of the movie.
 
-    With ``stimulus_path`` the model has both paths into a neuron's prediction
+    By default (``stimulus_path``) the model has both paths into a neuron's prediction
     (docs/concepts.md): the movie goes through a shared convolutional core (``movie_core``) whose
     feature map the ``retinotopic`` readout reads at each neuron's place on the screen (shifted
     by the gaze, so a ``gaze`` modality is added), and the core's pooled tokens, with behaviour
@@ -140,11 +147,12 @@ def default_model_config(
     ``min(height, width) // 18`` (at least 1) before the core, which keeps about 18 rows, and
     pairs of frames are averaged (the core runs at half the frame rate). The core has 16 channels,
     in 2 blocks (spatial kernels 7, 3) for the CPU presets ``tiny`` and ``small`` and in 3 (9, 5,
-    5) for larger ones.
-    It is not yet the default (BENCHMARKS.md, "The stimulus path").
+    5) for larger ones. The forecast anchor starts with a 1 s time constant (``anchor_tau_s``).
 
-    Without it (the default), the movie is cut into tubelets (``movie``) that tile each side in 4
-    (or 3, 2, 1 if 4 does not divide it), and the ``neuron_embedding`` readout reads the backbone.
+    With ``stimulus_path=False`` (the model before the stimulus path), the movie is cut into
+    tubelets (``movie``) that tile each side in 4 (or 3, 2, 1 if 4 does not divide it), the
+    ``neuron_embedding`` readout reads the backbone alone, and the anchor starts at 10 s.
+    Measured side by side: BENCHMARKS.md, "The demo" and "The stimulus path".
     """
     h, w = frame_size
     heads = {
@@ -180,7 +188,7 @@ def default_model_config(
          "modalities": {"movie": movie, **behaviour, "gaze": {"type": "gaze"},
                         "calcium": {"type": "calcium"}},
          "readout": {"type": "retinotopic", "mask_height": map_h, "mask_width": map_w},
-         "heads": heads}
+         "heads": heads, "anchor_tau_s": 1.0}
     )  # fmt: skip
 
 
@@ -277,6 +285,7 @@ def build_model_from_units(
     model = NeuroFM(
         encoders=encoders, backbone=PerceiverIO(config.backbone), readout=readout, heads=heads,
         unit_time_offsets=config.unit_time_offsets,
+        anchor_tau_s=config.anchor_tau_s,
     )  # fmt: skip
     model.session_units = dict(units)
     model.target_channels = dict(channels)

@@ -108,6 +108,7 @@ class NeuroFM(nn.Module):
             weight decays with the time since that value, ``exp(-elapsed / tau)``, with one
             learned ``tau`` per stream, so far horizons lean on the model rather than on the last
             value. Measured on simulated V1: see BENCHMARKS.md.
+        anchor_tau_s: the starting ``tau`` (seconds) of every stream's anchor.
         unit_time_offsets: use each unit's time offset within a frame (a sample's
             ``unit_time_offset_s``, from the session's ``units/time_offset_s``) where a sample
             carries them: per-unit streams reach their encoders with
@@ -130,6 +131,7 @@ class NeuroFM(nn.Module):
         heads: Mapping[str, Head],
         anchor_targets: bool = True,
         unit_time_offsets: bool = True,
+        anchor_tau_s: float = 10.0,
     ) -> None:
         super().__init__()
         d = backbone.d_model
@@ -160,9 +162,9 @@ class NeuroFM(nn.Module):
         self._names = list(encoders)
         self.anchor_targets = anchor_targets
         self.unit_time_offsets = unit_time_offsets
-        # log of each target stream's anchor time constant (seconds); starts near persistence
+        # log of each target stream's anchor time constant (seconds)
         self.anchor_log_tau = nn.ParameterDict(
-            {_key(k): nn.Parameter(torch.full((1,), math.log(10.0))) for k in heads}
+            {_key(k): nn.Parameter(torch.full((1,), math.log(anchor_tau_s))) for k in heads}
         )
         # vocabulary recorded in checkpoints (filled by the builders; empty for hand-built models)
         self.session_units: dict[str, object] = {}

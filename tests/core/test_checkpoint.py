@@ -113,7 +113,7 @@ def test_missing_plugin_is_named(saved, tmp_path) -> None:
 
 def test_plugin_major_version_mismatch_is_refused(saved, tmp_path) -> None:
     path = _copy(saved[1], tmp_path)
-    _edit_meta(path, lambda p: p["modalities:movie"].update(version="99.0.0"))
+    _edit_meta(path, lambda p: p["modalities:movie_core"].update(version="99.0.0"))
     with pytest.raises(NeurofmError, match="major versions differ"):
         load_pretrained(path)
 

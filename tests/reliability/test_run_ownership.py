@@ -221,7 +221,7 @@ def test_resume_with_a_changed_config_lists_the_differences(
     _, out = finished
     changed = experiment(tiny_data, steps=STEPS, checkpoint_every=2, eval_every=STEPS, lr=0.5)
     changed["model"]["backbone"]["d_model"] = 48
-    changed["model"]["modalities"]["gaze"] = {"type": "gaze"}  # an added modality
+    del changed["model"]["modalities"]["gaze"]  # a removed modality
     path = tmp_path / "changed.json"
     path.write_text(json.dumps(changed))
     code, _, err = _run("train", str(path), "--out", str(out), "--no-progress", "--resume")
@@ -229,7 +229,7 @@ def test_resume_with_a_changed_config_lists_the_differences(
     assert "belongs to another run" in line
     assert "settings.training.lr: saved 0.001, now 0.5" in line
     assert "settings.model.backbone.d_model: saved 32, now 48" in line
-    assert "settings.model.modalities.gaze.type: absent in the saved run, now 'gaze'" in line
+    assert "settings.model.modalities.gaze.type: saved 'gaze', now absent" in line
     assert "training.steps" in line  # what may change is said
 
 

@@ -33,19 +33,24 @@ def run(args: argparse.Namespace) -> int:
     model_config = default_model_config(
         preset, frame_size=(sim.height, sim.width), stimulus_path=args.stimulus_path
     )
-    steps = args.steps or (30 if args.quick else 4000)
     window_s = 1.0 if args.quick else 2.0
     training = TrainingConfig(
-        steps=steps,
-        batch_size=8 if args.quick else 16,
-        lr=2e-3,
-        warmup_steps=min(100, steps // 10),
-        eval_every=max(steps // 5, 1),
-        seed=args.seed,
+        steps=args.steps or 30, batch_size=8 if args.quick else 16, lr=2e-3, seed=args.seed,
         device="cpu",
+    )  # fmt: skip
+    sized = ""
+    minutes = args.minutes if args.minutes is not None else (None if args.quick else 5.0)
+    if args.steps is None and minutes is not None:
+        per_step = _seconds_per_step(model_config, sessions, training, window_s)
+        steps = int(min(MAX_STEPS, max(MIN_STEPS, minutes * 60 / per_step)))
+        sized = f", sized to {minutes:g} min at {per_step * 1000:.0f} ms per step"
+        training = training.model_copy(update={"steps": steps})
+    steps = training.steps
+    training = training.model_copy(
+        update={"warmup_steps": min(100, steps // 10), "eval_every": max(steps // 5, 1)}
     )
-    path = ", stimulus path" if args.stimulus_path else ""
-    print(f"[2/4] training ({steps} steps, preset {preset!r}{path})")
+    path = ", stimulus path" if args.stimulus_path else ", no stimulus path"
+    print(f"[2/4] training ({steps} steps{sized}, preset {preset!r}{path})")
     model, _ = train_and_save(model_config, sessions, training, window_s, out / "checkpoint")
     print("[3/4] evaluating every task on the test tier")
     result = evaluate_and_report(
@@ -66,11 +71,57 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+MIN_STEPS, MAX_STEPS = 20, 6000
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number of minutes > 0, found {text!r}")
+    return value
+
+
+def _seconds_per_step(model_config, sessions, training, window_s: float) -> float:
+    """Median wall time of training steps 3-8 of a throw-away model on this machine now."""
+    import statistics
+
+    import torch
+
+    from neurofm.core.builder import build_model
+    from neurofm.core.training import Trainer
+
+    state = torch.random.get_rng_state()
+    model = build_model(model_config, sessions)
+    trainer = Trainer(model, sessions, training.model_copy(update={"steps": 10}),
+                      window_s=window_s, progress=False)  # fmt: skip
+    times = []
+    for _ in range(8):
+        start = time.perf_counter()
+        trainer.train_step()
+        times.append(time.perf_counter() - start)
+    torch.random.set_rng_state(state)
+    return statistics.median(times[2:])
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="simulate mouse V1, train, evaluate every task, write a report")
     p.add_argument("--out", default="neurofm-demo", help="output folder (default: neurofm-demo)")
     p.add_argument(
-        "--steps", type=int, default=None, help="training steps (default 4000; 30 with --quick)"
+        "--steps",
+        type=int,
+        default=None,
+        help="training steps (default: as many as fit in --minutes; 30 with --quick)",
+    )
+    p.add_argument(
+        "--minutes",
+        type=_positive,
+        default=None,
+        help="training time budget when --steps is not given: the step count is fixed before "
+        f"training by timing a few steps on this machine ({MIN_STEPS} to {MAX_STEPS} steps; "
+        "default 5, none with --quick)",
     )
     p.add_argument(
         "--preset", default=None, help="backbone size preset (default: small; tiny with --quick)"
@@ -79,8 +130,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="tiny data and few steps (a smoke test)")
     p.add_argument(
         "--stimulus-path",
-        action="store_true",
-        help="train the model with the retinotopic stimulus path (movie_core + retinotopic "
-        "readout + gaze; docs/concepts.md) instead of the default model",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the model with the retinotopic stimulus path (movie_core + retinotopic readout + "
+        "gaze; docs/concepts.md; the default), or with --no-stimulus-path the model before it "
+        "(tubelet movie encoder, neuron_embedding readout)",
     )
     p.set_defaults(func=run)
