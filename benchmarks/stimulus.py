@@ -21,7 +21,9 @@ Each trains from the movie alone (task ``responses_from_stimulus``; with ``--beh
 running and gaze on ``responses_from_stimulus_behaviour``) for ``--steps`` steps per seed and
 reports the correlation of predicted with expected (noise-free) calcium on the test tier (10 test
 clips x 5 repeats per session), next to an LN model and the SENSORIUM-style CNN baseline
-(``neurofm.core.baselines.cnn``, ``--cnn-seeds``, as many steps) fitted to the same inputs. For the
+(``neurofm.core.baselines.cnn``, ``--cnn-seeds``, as many steps) fitted to the same inputs, and
+the simulator's own prediction with the eye position and the behavioural gain hidden
+(:func:`oracle_r`: the reference a stimulus-only model can approach). For the
 retinotopic pathway it also reports how well the screen position each neuron's readout settles on
 matches the simulator's receptive-field centre (``rf_center_deg``, at zero gaze): Pearson r per
 axis over all neurons of all sessions, with a scatter plot (``rf_scatter_<stimulus>_seed<N>.png``).
@@ -34,6 +36,7 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
@@ -45,7 +48,8 @@ from neurofm.core.baselines.ln import fit_linear_nonlinear
 from neurofm.core.builder import ModelConfig, TrainingConfig, build_model, default_model_config
 from neurofm.core.data import open_dataset
 from neurofm.core.data.simulate_to_disk import simulate_to_disk
-from neurofm.core.data.simulation import SimulationConfig
+from neurofm.core.data.simulation import SimulationConfig, dataset
+from neurofm.core.data.simulation.neurons import leaky_integrate
 from neurofm.core.tasks import get_task
 from neurofm.core.training.trainer import Trainer
 from neurofm.plugins.readouts.retinotopic import RetinotopicReadout
@@ -85,6 +89,50 @@ def cnn_r(sessions, inputs: list[str], normalization, steps: int, seed: int) -> 
         true = np.asarray(s.ground_truth("expected_calcium"))[idx]
         rs += [np.corrcoef(pred[:, i], true[:, i])[0, 1] for i in range(pred.shape[1])]
     return float(np.nanmean(rs))
+
+
+def oracle_r(sim: SimulationConfig) -> dict[str, float]:
+    """How well the simulator itself predicts its expected calcium on the test tier when part of
+    what drives it is hidden, over the neurons of every session of the first animal: its own
+    filters, nonlinearity and calcium kernel with the eye held at the screen centre (``eye 0``)
+    or where it was (``true eye``), and the behavioural gain at each neuron's mean (``mean
+    gain``) or as it was. Calcium is integrated over the whole recording, so these bound a
+    prediction from 2 s windows from above; ``eye 0, mean gain`` is the reference of a
+    stimulus-only model (the task hides gaze and behaviour)."""
+    real = dataset.spatial_responses
+
+    def eye_at_centre(movie, gaze, pop, screen, **kwargs):
+        return real(movie, np.zeros_like(gaze), pop, screen, **kwargs)
+
+    out: dict[str, list[float]] = {}
+    for session in range(sim.sessions_per_animal):
+        truth = dataset.simulate_session(sim, 0, session)
+        ts = truth.streams["calcium"].timestamps
+        idx = np.concatenate([np.flatnonzero((ts >= iv["start"]) & (ts < iv["end"]))
+                              for iv in truth.intervals if iv["tier"] == "test"])  # fmt: skip
+        expected = truth.ground_truth["expected_calcium"][idx]
+        for eye, responses in (("true eye", real), ("eye 0", eye_at_centre)):
+            with mock.patch.object(dataset, "spatial_responses", responses):
+                gt = dataset.simulate_session(sim, 0, session).ground_truth
+            drive = gt["stimulus_drive"] - gt["threshold"]
+            rate = gt["base_rate_hz"] + gt["rate_gain_hz"] * np.logaddexp(0.0, drive)
+            dt = 1.0 / sim.neural_rate_hz
+            gains = {
+                "true gain": gt["behaviour_gain_t"],
+                "mean gain": gt["behaviour_gain_t"].mean(0),
+            }
+            for label, gain in gains.items():
+                calcium = (
+                    gt["calcium_baseline"]
+                    + gt["calcium_amplitude"]
+                    * leaky_integrate(rate * gain * dt, np.exp(-dt / gt["calcium_tau_s"]))[idx]
+                )
+                rs = [
+                    np.corrcoef(calcium[:, i], expected[:, i])[0, 1]
+                    for i in range(calcium.shape[1])
+                ]
+                out.setdefault(f"{eye}, {label}", []).extend(rs)
+    return {k: float(np.nanmean(v)) for k, v in out.items()}
 
 
 def train_and_score(model, sessions, task: str, steps: int, lr: float, seed: int) -> tuple:
@@ -246,8 +294,12 @@ def main() -> None:
         cnn[seed] = cnn_r(sessions, inputs, normalization, args.steps, seed)
         print(f"CNN ({', '.join(inputs)}) seed {seed}: r {cnn[seed]:.3f} "
               f"({time.perf_counter() - start:.0f} s)", flush=True)  # fmt: skip
+    oracle = oracle_r(sim)
+    for label, r in oracle.items():
+        print(f"oracle (simulator, {label}): r {r:.3f}")
     payload = {"task": task, "stimulus": args.stimulus, "steps": args.steps,
-               "threads": args.threads, "ln_r": ln, "cnn_r": cnn, "pathways": results}  # fmt: skip
+               "threads": args.threads, "ln_r": ln, "cnn_r": cnn, "oracle_r": oracle,
+               "pathways": results}  # fmt: skip
     (out / f"stimulus_{args.stimulus}.json").write_text(json.dumps(payload, indent=2) + "\n")
 
 
