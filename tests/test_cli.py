@@ -36,18 +36,19 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 
 @pytest.mark.slow
-def test_demo_trains_the_stimulus_path_model_to_a_time_budget(tmp_path: Path) -> None:
+def test_demo_trains_the_model_before_the_stimulus_path_to_a_time_budget(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    argv = ["demo", "--quick", "--stimulus-path", "--minutes", "0.01", "--out", str(out)]
+    argv = ["demo", "--quick", "--no-stimulus-path", "--minutes", "1e-5", "--out", str(out)]
     code, stdout, stderr = _run(argv)
     assert code == 0, stderr
-    assert "stimulus path" in stdout
     # a time budget: the step count is sized by timing steps, within its bounds (20 at least)
-    assert "training (20 steps, sized to 0.01 min at " in stdout
+    assert "training (20 steps, sized to 1e-05 min at " in stdout
+    assert ", no stimulus path)" in stdout
     config = json.loads((out / "checkpoint" / "config.json").read_text())
     model = config.get("model", config)
-    assert model["readout"]["type"] == "retinotopic"
-    assert model["modalities"]["movie"]["type"] == "movie_core"
+    assert model["readout"]["type"] == "neuron_embedding"
+    assert model["modalities"]["movie"]["type"] == "movie"
+    assert "gaze" not in model["modalities"]
     metrics = json.loads((out / "report" / "metrics.json").read_text())
     assert set(TASKS) <= set(metrics["tasks"])
 
@@ -71,6 +72,13 @@ def test_demo_writes_report_and_checkpoint(demo: tuple[Path, str]) -> None:
     assert "simulation" in metrics
     meta = json.loads((out / "checkpoint" / "meta.json").read_text())
     assert meta["plugins"]["modalities:movie_core"]["package"] == "neurofm"
+    # the default model is the stimulus-path model
+    assert ", stimulus path)" in stdout
+    config = json.loads((out / "checkpoint" / "config.json").read_text())
+    model = config.get("model", config)
+    assert model["readout"]["type"] == "retinotopic"
+    assert model["modalities"]["movie"]["type"] == "movie_core"
+    assert model["anchor_tau_s"] == 1.0
     # the table and the headline line
     assert "task" in stdout and "target" in stdout and "metric" in stdout
     for task in TASKS:
@@ -162,8 +170,18 @@ def test_train_reports_config_problems(tmp_path: Path) -> None:
     assert not (tmp_path / "ckpt").exists()
 
 
-def test_demo_refuses_a_time_budget_that_is_not_positive(capsys: pytest.CaptureFixture) -> None:
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--minutes", "0"], "expected a number of minutes > 0, found '0'"),
+        (["--steps", "0"], "expected a number of steps >= 1, found '0'"),
+        (["--steps", "5", "--minutes", "1"], "not allowed with argument --steps"),
+    ],
+)
+def test_demo_refuses_a_training_length_it_cannot_use(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture
+) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        main(["demo", "--minutes", "0"])
+        main(["demo", *argv])
     assert exit_info.value.code == 2
-    assert "expected a number of minutes > 0, found '0'" in capsys.readouterr().err
+    assert message in capsys.readouterr().err

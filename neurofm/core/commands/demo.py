@@ -44,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
         per_step = _seconds_per_step(model_config, sessions, training, window_s)
         steps = int(min(MAX_STEPS, max(MIN_STEPS, minutes * 60 / per_step)))
         sized = f", sized to {minutes:g} min at {per_step * 1000:.0f} ms per step"
+        if steps == MAX_STEPS:
+            sized += f", capped at {MAX_STEPS}"
         training = training.model_copy(update={"steps": steps})
     steps = training.steps
     training = training.model_copy(
@@ -74,6 +76,16 @@ def run(args: argparse.Namespace) -> int:
 MIN_STEPS, MAX_STEPS = 20, 6000
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of steps >= 1, found {text!r}")
+    return value
+
+
 def _positive(text: str) -> float:
     try:
         value = float(text)
@@ -86,6 +98,7 @@ def _positive(text: str) -> float:
 
 def _seconds_per_step(model_config, sessions, training, window_s: float) -> float:
     """Median wall time of training steps 3-8 of a throw-away model on this machine now."""
+    import gc
     import statistics
 
     import torch
@@ -98,24 +111,29 @@ def _seconds_per_step(model_config, sessions, training, window_s: float) -> floa
     trainer = Trainer(model, sessions, training.model_copy(update={"steps": 10}),
                       window_s=window_s, progress=False)  # fmt: skip
     times = []
-    for _ in range(8):
-        start = time.perf_counter()
-        trainer.train_step()
-        times.append(time.perf_counter() - start)
-    torch.random.set_rng_state(state)
+    try:
+        for _ in range(8):
+            start = time.perf_counter()
+            trainer.train_step()
+            times.append(time.perf_counter() - start)
+    finally:
+        torch.random.set_rng_state(state)
+        del trainer, model
+        gc.collect()  # the optimizer's scheduler holds a cycle: free the model and its loader now
     return statistics.median(times[2:])
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="simulate mouse V1, train, evaluate every task, write a report")
     p.add_argument("--out", default="neurofm-demo", help="output folder (default: neurofm-demo)")
-    p.add_argument(
+    length = p.add_mutually_exclusive_group()
+    length.add_argument(
         "--steps",
-        type=int,
+        type=_positive_int,
         default=None,
         help="training steps (default: as many as fit in --minutes; 30 with --quick)",
     )
-    p.add_argument(
+    length.add_argument(
         "--minutes",
         type=_positive,
         default=None,

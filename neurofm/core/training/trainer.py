@@ -79,7 +79,9 @@ def validation_loss(
     """Mean loss per target over up to ``max_windows`` windows tiling the validation tier.
 
     ``step_fn``: a :class:`~neurofm.core.training.distributed.TrainStep` (``TrainStep(model)``);
-    window ``k`` gets task ``k % len(tasks)``, so the figure is deterministic.
+    window ``k`` gets task ``k % len(tasks)``, so the figure is deterministic. It runs in eval
+    mode (and is put back in the mode it was in): no plugin penalty, running normalisation
+    statistics.
     """
     norm = step_fn.model.normalization()
     windows = [(s, t0) for s in sessions for t0, _ in tile_intervals(s, "validation", window_s)]
@@ -87,13 +89,29 @@ def validation_loss(
         return float("nan")
     idx = np.linspace(0, len(windows) - 1, min(max_windows, len(windows))).astype(int)
     total = count = 0.0
-    for start in range(0, len(idx), batch_size):
-        chunk = [windows[i] for i in idx[start : start + batch_size]]
-        batch = [load_window(s, t0, window_s, norm) for s, t0 in chunk]
-        specs = [tasks[(start + k) % len(tasks)] for k in range(len(batch))]
-        t, c = step_fn(batch, specs, np.random.default_rng(start))
-        total, count = total + float(t), count + float(c)
+    was_training = step_fn.training
+    step_fn.eval()  # running statistics, no dropout, no penalty
+    try:
+        for start in range(0, len(idx), batch_size):
+            chunk = [windows[i] for i in idx[start : start + batch_size]]
+            batch = [load_window(s, t0, window_s, norm) for s, t0 in chunk]
+            specs = [tasks[(start + k) % len(tasks)] for k in range(len(batch))]
+            t, c = step_fn(batch, specs, np.random.default_rng(start))
+            total, count = total + float(t), count + float(c)
+    finally:
+        step_fn.train(was_training)
     return total / max(count, 1.0)
+
+
+def _keep_frozen_statistics(module: torch.nn.Module) -> None:
+    """Batch-norm layers whose parameters are all frozen (fine-tuning) run in eval mode: they
+    normalise with their running statistics and do not update them, so a frozen core stays as
+    it was for the sessions it was trained on."""
+    for m in module.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            params = list(m.parameters())
+            if params and not any(p.requires_grad for p in params):
+                m.eval()
 
 
 class Trainer:
@@ -187,6 +205,7 @@ class Trainer:
         for hook in self.before_step:
             hook(self)
         self.module.train()
+        _keep_frozen_statistics(self.module)
         batch = next(self.loader)
         if batch.step != self.step:
             raise RuntimeError(f"loader is at step {batch.step}, trainer at {self.step}")

@@ -180,14 +180,18 @@ class RetinotopicReadout(StimulusReadout):
         """``logit_penalty`` times the sum of squared free logits of a neuron (windows stay close
         to their Gaussian prior unless the data say otherwise) plus ``feature_l1`` times the sum
         of a neuron's absolute feature weights (each neuron reads few core channels), both
-        averaged over every neuron of every session. None when both weights are 0."""
+        averaged over every neuron of every session (so a session added by fine-tuning gets its
+        share of the weight). None when both weights are 0."""
         cfg, terms = self.config, []
+        n = sum(p.shape[0] for p in self.logits.values())
+        if n == 0:
+            return None
         if cfg.logit_penalty > 0:
-            logits = torch.cat([p.flatten(1) for p in self.logits.values()])  # [N, cells]
-            terms.append(cfg.logit_penalty * logits.pow(2).sum(1).mean())
+            squares = sum(p.pow(2).sum() for p in self.logits.values())
+            terms.append(cfg.logit_penalty * squares / n)
         if cfg.feature_l1 > 0:
-            weights = torch.cat([self.shared_weights + w for w in self.weights.values()])
-            terms.append(cfg.feature_l1 * weights.abs().sum(1).mean())
+            l1 = sum((self.shared_weights + w).abs().sum() for w in self.weights.values())
+            terms.append(cfg.feature_l1 * l1 / n)
         return torch.stack(terms).sum() if terms else None
 
     # -- positions ------------------------------------------------------------------------------

@@ -44,6 +44,9 @@ def test_finetune_beats_zero_shot_and_freezes_the_rest(three_animals: Path, tmp_
     model.save_pretrained(tmp_path / "pretrained", extra={"window_s": 1.0})
 
     backbone = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    # the encoders' whole state, batch-norm running statistics of the frozen core included
+    encoders = {k: v.clone() for k, v in model.encoders.state_dict().items()}
+    assert any("running_mean" in k for k in encoders)
     tasks = TaskSampler.from_mapping(TASKS).tasks
     zero_shot_model = NeuroFM.from_pretrained(tmp_path / "pretrained")
     assert add_sessions(zero_shot_model, held_out)
@@ -54,6 +57,7 @@ def test_finetune_beats_zero_shot_and_freezes_the_rest(three_animals: Path, tmp_
     assert tuned < zero_shot - 0.02, (zero_shot, tuned)
     assert result.new_parameters and all(n.startswith("readout.") for n in result.new_parameters)
     assert all(torch.equal(v, model.backbone.state_dict()[k]) for k, v in backbone.items())
+    assert all(torch.equal(v, model.encoders.state_dict()[k]) for k, v in encoders.items())
 
     # the CLI does the same from a checkpoint folder, with an unfreeze schedule
     args = ["finetune", str(tmp_path / "pretrained"), "--data", str(three_animals), "--out",

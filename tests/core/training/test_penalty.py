@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from neurofm.core.builder import ModelConfig, TrainingConfig, build_model, default_model_config
@@ -26,9 +27,8 @@ def _model(sessions, readout=None, core=None):
 def test_no_penalty_unless_a_plugin_asks_for_one(tiny_data: Path) -> None:
     sessions = open_dataset(tiny_data)
     assert _model(sessions).penalty() is None
-    assert (
-        build_model(default_model_config("tiny", frame_size=(18, 32)), sessions).penalty() is None
-    )
+    before = default_model_config("tiny", frame_size=(18, 32), stimulus_path=False)
+    assert build_model(before, sessions).penalty() is None
 
 
 def test_training_adds_the_penalty_and_evaluation_does_not(tiny_data: Path) -> None:
@@ -46,17 +46,19 @@ def test_training_adds_the_penalty_and_evaluation_does_not(tiny_data: Path) -> N
     batch = [load_window(sessions[i], t0, 1.0, model.normalization()) for i, t0 in sampler.draw(3)]
     tasks = [get_task("responses_from_stimulus")] * 3
     totals = {}
-    with torch.no_grad():
-        for mode in ("train", "eval"):
-            for name, m in (("penalised", model), ("plain", same)):
-                step = TrainStep(m).train(mode == "train")
-                totals[mode, name] = step(batch, tasks, None)
+    for mode in ("train", "eval"):  # with gradients, as in a training step
+        for name, m in (("penalised", model), ("plain", same)):
+            step = TrainStep(m).train(mode == "train")
+            totals[mode, name] = [float(x) for x in step(batch, tasks, None)]
     count = float(totals["train", "plain"][1])
     assert count > 0
     # added per target: the trainer divides by the target count, which leaves it once per step
-    added = float(totals["train", "penalised"][0] - totals["train", "plain"][0]) / count
+    added = (totals["train", "penalised"][0] - totals["train", "plain"][0]) / count
     assert abs(added - penalty) < 1e-4 * penalty
-    assert float(totals["eval", "penalised"][0]) == float(totals["eval", "plain"][0])
+    assert totals["eval", "penalised"][0] == totals["eval", "plain"][0]
+    with torch.no_grad():  # and none without gradients (a validation pass in train mode)
+        no_grad, _ = TrainStep(model).train()(batch, tasks, None)
+    assert abs(float(no_grad) - totals["train", "plain"][0]) < 1e-4 * penalty
 
 
 def test_logit_penalty_keeps_windows_near_their_prior(tiny_data: Path) -> None:
@@ -87,3 +89,22 @@ def test_laplace_penalty_prefers_smooth_kernels_at_any_scale() -> None:
     assert costs[2] > 5 * costs[0]
     assert FactorisedCore(CoreConfig(layers=1, spatial_kernels=(3,), temporal_kernels=(1,)),
                           in_channels=1).penalty() is None  # fmt: skip
+
+
+def test_validation_loss_has_no_penalty_whatever_the_mode_it_is_given(tiny_data: Path) -> None:
+    from neurofm.core.training.trainer import validation_loss
+
+    sessions = open_dataset(tiny_data)
+    model = _model(sessions, readout={"logit_penalty": 1.0})
+    with torch.no_grad():
+        for p in model.readout.logits.values():
+            p.normal_()
+    assert float(model.penalty()) > 0
+    same = _model(sessions)  # the same weights, no penalty
+    same.load_state_dict(model.state_dict())
+    tasks = [get_task("responses_from_stimulus")]
+    step = TrainStep(model).train()  # as a caller may pass it
+    penalised = validation_loss(step, sessions, tasks, 1.0, max_windows=4)
+    plain = validation_loss(TrainStep(same), sessions, tasks, 1.0, max_windows=4)
+    assert np.isfinite(penalised) and penalised == plain
+    assert step.training  # its mode is given back
