@@ -48,6 +48,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--unfreeze-after", type=int, default=None)
     parser.add_argument("--window-s", type=float, default=1.0)
+    parser.add_argument(
+        "--stimulus-path", action=argparse.BooleanOptionalAction, default=True,
+        help="the default model (stimulus path), or the model before it (--no-stimulus-path)",
+    )  # fmt: skip
     args = parser.parse_args()
     sim = SimulationConfig.tiny().model_copy(update={"n_animals": 3, "n_train_trials": 8})
     w = args.window_s
@@ -60,7 +64,9 @@ def main() -> None:
         sessions = open_dataset(simulate_to_disk(Path(tmp) / "data", sim, progress=False))
         held = [s for s in sessions if s.animal_id == sessions[-1].animal_id]
         seen = [s for s in sessions if s not in held]
-        model_config = default_model_config("tiny", frame_size=(sim.height, sim.width))
+        model_config = default_model_config(
+            "tiny", frame_size=(sim.height, sim.width), stimulus_path=args.stimulus_path
+        )
         start = time.perf_counter()
         torch.manual_seed(0)
         model = build_model(model_config, seen)

@@ -41,11 +41,17 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--window-s", type=float, default=2.0)
+    parser.add_argument(
+        "--stimulus-path", action=argparse.BooleanOptionalAction, default=True,
+        help="the default model (stimulus path), or the model before it (--no-stimulus-path)",
+    )  # fmt: skip
     args = parser.parse_args()
     sim = SimulationConfig(n_animals=1, sessions_per_animal=2, n_train_trials=20)
     with tempfile.TemporaryDirectory() as tmp:
         sessions = open_dataset(simulate_to_disk(Path(tmp) / "data", sim, progress=False))
-        config = default_model_config(args.preset, frame_size=(sim.height, sim.width))
+        config = default_model_config(
+            args.preset, frame_size=(sim.height, sim.width), stimulus_path=args.stimulus_path
+        )
         torch.manual_seed(0)
         model = build_model(config, sessions)
         norm = model.normalization()

@@ -42,7 +42,12 @@ def matmul_peak(seconds: float = 1.0) -> float:
 
 def measure(preset: str, sessions, sim, args) -> None:
     torch.manual_seed(0)
-    model = build_model(default_model_config(preset, frame_size=(sim.height, sim.width)), sessions)
+    model = build_model(
+        default_model_config(
+            preset, frame_size=(sim.height, sim.width), stimulus_path=args.stimulus_path
+        ),
+        sessions,
+    )
     training = TrainingConfig(steps=args.steps + 2, batch_size=args.batch_size, warmup_steps=1,
                               eval_every=10_000, device="cpu")  # fmt: skip
     trainer = Trainer(model, sessions, training, window_s=args.window_s, progress=False)
@@ -80,6 +85,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--window-s", type=float, default=2.0)
+    parser.add_argument(
+        "--stimulus-path", action=argparse.BooleanOptionalAction, default=True,
+        help="the default model (stimulus path), or the model before it (--no-stimulus-path)",
+    )  # fmt: skip
     args = parser.parse_args()
     args.peak = matmul_peak()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; measured fp32 matmul "
