@@ -17,8 +17,9 @@ def test_ddp_and_fsdp_match_single_process_with_same_global_batch(
     tiny_data: Path, tmp_path: Path
 ) -> None:
     # batch norm on CPU uses each process's own batch statistics (SyncBatchNorm is CUDA-only), so
-    # the exact comparison runs the default model with a normalisation-free core
-    plain = {"core_norm": "none"}
+    # the exact comparison runs the default model with a normalisation-free core; a plugin
+    # penalty is on, which must count once per step whatever the number of processes
+    plain = {"core_norm": "none", "readout": {"feature_l1": 0.05}}
     one = write_experiment(tmp_path / "one.json", tiny_data, batch_size=4, **plain)
     two = write_experiment(tmp_path / "two.json", tiny_data, batch_size=2, **plain)
     sharded = write_experiment(tmp_path / "fsdp.json", tiny_data, batch_size=2, fsdp=True, **plain)

@@ -12,15 +12,19 @@ from pathlib import Path
 from neurofm.core.builder import default_model_config
 
 
-def experiment(data: Path, *, core_norm: str | None = None, **training) -> dict:
+def experiment(
+    data: Path, *, core_norm: str | None = None, readout: dict | None = None, **training
+) -> dict:
     """A tiny ExperimentConfig (as a dict) training on ``data`` with CPU settings (the default
-    model; ``core_norm`` sets its movie core's normalisation)."""
+    model; ``core_norm`` sets its movie core's normalisation, ``readout`` updates its readout's
+    settings)."""
     settings = {"steps": 12, "batch_size": 2, "warmup_steps": 2, "eval_every": 6,
                 "device": "cpu", "checkpoint_every": 3, "num_workers": 1, "prefetch": 2}  # fmt: skip
     settings.update(training)
     model = default_model_config("tiny", frame_size=(18, 32)).model_dump(mode="json")
     if core_norm is not None:
         model["modalities"]["movie"]["core"]["norm"] = core_norm
+    model["readout"].update(readout or {})
     return {
         "model": model,
         "data": {"path": str(data), "window_s": 1.0},
@@ -28,8 +32,8 @@ def experiment(data: Path, *, core_norm: str | None = None, **training) -> dict:
     }
 
 
-def write_experiment(path: Path, data: Path, *, core_norm: str | None = None, **training) -> Path:
-    path.write_text(json.dumps(experiment(data, core_norm=core_norm, **training)))
+def write_experiment(path: Path, data: Path, **options) -> Path:
+    path.write_text(json.dumps(experiment(data, **options)))
     return path
 
 
