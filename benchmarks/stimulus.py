@@ -59,18 +59,25 @@ TUBELETS = {"type": "movie", "height": 18, "width": 32, "patch_height": 6, "patc
 PATCHES = {"type": "image", "height": 18, "width": 32, "patch_height": 6, "patch_width": 8}
 
 
-def ln_r(sessions, inputs: list[str], normalization) -> float:
-    """LN model per session (``neurofm.core.baselines.ln``): mean r with expected calcium."""
+def score_test_tier(sessions, predict) -> float:
+    """Mean over the neurons of every session of r(prediction, expected calcium) on the test
+    tier; ``predict(session, times [T]) -> [T, N]``."""
     rs = []
     for s in sessions:
-        ln = fit_linear_nonlinear(s, inputs, "calcium", normalization)
         ts = s.stream_timestamps("calcium")
         idx = np.concatenate(
             [np.flatnonzero((ts >= iv.start) & (ts < iv.end)) for iv in s.intervals("test")]
         )
-        pred, true = ln.predict(ts[idx]), np.asarray(s.ground_truth("expected_calcium"))[idx]
+        pred, true = predict(s, ts[idx]), np.asarray(s.ground_truth("expected_calcium"))[idx]
         rs += [np.corrcoef(pred[:, i], true[:, i])[0, 1] for i in range(pred.shape[1])]
     return float(np.nanmean(rs))
+
+
+def ln_r(sessions, inputs: list[str], normalization) -> float:
+    """LN model per session (``neurofm.core.baselines.ln``): mean r with expected calcium."""
+    fits = {s.session_id: fit_linear_nonlinear(s, inputs, "calcium", normalization)
+            for s in sessions}  # fmt: skip
+    return score_test_tier(sessions, lambda s, t: fits[s.session_id].predict(t))
 
 
 def cnn_r(sessions, inputs: list[str], normalization, steps: int, seed: int) -> float:
@@ -79,16 +86,7 @@ def cnn_r(sessions, inputs: list[str], normalization, steps: int, seed: int) -> 
     expected calcium on the test tier."""
     config = CNNConfig(steps=steps, eval_every=max(steps // 8, 1), seed=seed)
     fit = fit_cnn_baseline(sessions, inputs, "calcium", normalization, config=config)
-    rs = []
-    for s in sessions:
-        ts = s.stream_timestamps("calcium")
-        idx = np.concatenate(
-            [np.flatnonzero((ts >= iv.start) & (ts < iv.end)) for iv in s.intervals("test")]
-        )
-        pred = fit.predict(s.session_id, ts[idx])
-        true = np.asarray(s.ground_truth("expected_calcium"))[idx]
-        rs += [np.corrcoef(pred[:, i], true[:, i])[0, 1] for i in range(pred.shape[1])]
-    return float(np.nanmean(rs))
+    return score_test_tier(sessions, lambda s, t: fit.predict(s.session_id, t))
 
 
 def oracle_r(sim: SimulationConfig) -> dict[str, float]:
