@@ -136,7 +136,17 @@ class SessionUnits:
     area: np.ndarray | None = None
 
 
-class ModalityEncoder(nn.Module, ABC):
+class _Plugin(nn.Module, ABC):
+    """What every model plugin (encoder, readout, head) has."""
+
+    def penalty(self) -> Tensor | None:
+        """A regularisation term added to the training loss (not to validation or evaluation),
+        or None (the default). Weigh it with the plugin's own config; it is added once per step,
+        whatever the batch size."""
+        return None
+
+
+class ModalityEncoder(_Plugin):
     """Turns one stream of a window into tokens.
 
     Class attributes a plugin sets:
@@ -180,12 +190,6 @@ class ModalityEncoder(nn.Module, ABC):
             )
         return int(sample_shape[0])
 
-    def penalty(self) -> Tensor | None:
-        """A regularisation term added to the training loss (not to validation or evaluation),
-        or None (the default). Weigh it with the plugin's own config; it is added once per step,
-        whatever the batch size."""
-        return None
-
 
 class PositionedStimulusEncoder(ModalityEncoder):
     """A stimulus encoder that gives, beside its tokens, positioned features (:class:`FeatureMap`)
@@ -217,7 +221,7 @@ class PositionedStimulusEncoder(ModalityEncoder):
         return self.encode_batch([stream])[0].tokens
 
 
-class Readout(nn.Module, ABC):
+class Readout(_Plugin):
     """Per-session neuron identities: input-side unit embeddings and output-side per-unit predictions.
 
     Args:
@@ -257,12 +261,6 @@ class Readout(nn.Module, ABC):
     def known_sessions(self) -> list[str]:
         """Ids of the sessions this readout has parameters for."""
         return []
-
-    def penalty(self) -> Tensor | None:
-        """A regularisation term added to the training loss (not to validation or evaluation),
-        or None (the default). Weigh it with the plugin's own config; it is added once per step,
-        whatever the batch size."""
-        return None
 
     @staticmethod
     def parameter_key(session_id: str) -> str:
@@ -342,7 +340,7 @@ class StimulusReadout(Readout):
         outputs as ``times``."""
 
 
-class Head(nn.Module, ABC):
+class Head(_Plugin):
     """Owns the objective of one target stream: output mapping, loss and metrics.
 
     For channel streams (behaviour, ...) the head maps backbone outputs to ``channels`` itself
@@ -390,12 +388,6 @@ class Head(nn.Module, ABC):
         visible value for that column) -> ``[Q, C, p]``.
         """
         return raw
-
-    def penalty(self) -> Tensor | None:
-        """A regularisation term added to the training loss (not to validation or evaluation),
-        or None (the default). Weigh it with the plugin's own config; it is added once per step,
-        whatever the batch size."""
-        return None
 
     def metric_names(self) -> tuple[str, ...]:
         return ("r",)
