@@ -42,6 +42,7 @@ __all__ = [
     "modalities",
     "readouts",
     "sources",
+    "stimuli",
 ]
 
 AUTOLOAD_ENV = "NEUROFM_DISABLE_PLUGIN_AUTOLOAD"
@@ -89,7 +90,7 @@ def _autoload_disabled() -> bool:
 
 
 class Registry:
-    """The plugins of one kind (``modalities``, ``readouts`` or ``heads``).
+    """The plugins of one kind (``modalities``, ``readouts``, ``heads``, ``sources``, ``stimuli``).
 
     Args:
         kind: the kind's name, used in messages.
@@ -301,17 +302,20 @@ modalities = Registry("modality", "neurofm.modalities", "neurofm.core.interfaces
 readouts = Registry("readout", "neurofm.readouts", "neurofm.core.interfaces:Readout")
 heads = Registry("head", "neurofm.heads", "neurofm.core.interfaces:Head")
 sources = Registry("source", "neurofm.sources", "neurofm.core.sources:Source")
+stimuli = Registry("stimulus", "neurofm.stimuli", "neurofm.insilico.stimuli:Stimulus")
 
 REGISTRIES: dict[str, Registry] = {
     "modalities": modalities,
     "readouts": readouts,
     "heads": heads,
     "sources": sources,
+    "stimuli": stimuli,
 }
 
 
 def get_registry(kind: str) -> Registry:
-    """The registry of a plugin kind: ``"modalities"``, ``"readouts"``, ``"heads"`` or ``"sources"``."""
+    """The registry of a plugin kind: ``"modalities"``, ``"readouts"``, ``"heads"``, ``"sources"``
+    or ``"stimuli"``."""
     try:
         return REGISTRIES[kind]
     except KeyError:
