@@ -19,6 +19,7 @@ COMMANDS = [
     "neurofm.core.commands.train",
     "neurofm.core.commands.finetune",
     "neurofm.core.commands.evaluate",
+    "neurofm.core.commands.insilico",
     "neurofm.core.commands.plugins",
     "neurofm.core.commands.new_plugin",
 ]

@@ -15,8 +15,12 @@ from neurofm.core.data.windows import WindowSample
 from neurofm.core.interfaces import StreamTensor
 from neurofm.core.tasks import get_task
 from neurofm.core.training.trainer import Trainer
+from neurofm.insilico import ModelProbe, tuning_curves
+from neurofm.insilico.stimuli import Gratings, GratingsConfig
 
 N, RATE = 12, 30.0
+CHANNELS = ("orientation", "direction", "spatial_frequency_cpd", "temporal_frequency_hz",
+            "contrast", "phase")  # fmt: skip
 
 
 def _grating_session(root: Path, preferred: np.ndarray) -> Path:
@@ -30,7 +34,7 @@ def _grating_session(root: Path, preferred: np.ndarray) -> Path:
     calcium = rng.poisson(2.0 * np.exp(0.8 * tuning)).astype(np.float32)
     return write_session(
         root, session_id="gratings", animal_id="m", species="mus_musculus",
-        streams={"parametric": StreamInput("parametric", params, t),
+        streams={"parametric": StreamInput("parametric", params, t, channel_names=CHANNELS),
                  "calcium": StreamInput("calcium", calcium, t, per_unit=True)},
         intervals=[{"start": 0.0, "end": 150.0, "tier": "train"}],
         units=UnitTable(np.arange(N), np.zeros((N, 3)), np.array(["V1"] * N)),
@@ -88,3 +92,10 @@ def test_parametric_model_recovers_preferred_orientation(tmp_path: Path) -> None
     estimate = preferred_orientation(model, "gratings", N)
     error = np.abs((estimate - preferred + 90) % 180 - 90)
     assert (error < 22.5).mean() >= 0.6, error  # chance: 25 %
+    # the in-silico tuning experiment drives the parametric encoder with grating parameters
+    probe = ModelProbe(model, sessions[0])
+    assert probe.parametric and probe.channel_names[:2] == ["orientation", "direction"]
+    gratings = Gratings(GratingsConfig(spatial_frequencies_cpd=[0.04], contrasts=[1.0]))
+    tuning = tuning_curves(probe, gratings)
+    error = np.abs((tuning.preferred_orientation_deg - preferred + 90) % 180 - 90)
+    assert (error < 22.5).mean() >= 0.6, error

@@ -1,0 +1,109 @@
+"""ModelProbe on a real (untrained) model: shapes, gradients, held behaviour and bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from neurofm.core.builder import ModelConfig, build_model, default_model_config
+from neurofm.core.data import open_dataset
+from neurofm.insilico import InsilicoError, ModelProbe
+from neurofm.insilico.stimuli import Gratings, SparseNoise, StimulusFitError
+from neurofm.insilico.tuning import condition_responses, tuning_curves
+
+
+@pytest.fixture(scope="module")
+def sessions(tiny_data: Path):
+    return open_dataset(tiny_data)
+
+
+@pytest.fixture(scope="module")
+def model(sessions):
+    torch.manual_seed(0)
+    return build_model(default_model_config("tiny", frame_size=(18, 32)), sessions).eval()
+
+
+def test_responses_have_the_session_shape_and_gray_evokes_nothing(model, sessions) -> None:
+    probe = ModelProbe(model, sessions[0], screen_width_deg=120.0, hold={"gaze": [0.0, 0.0]})
+    assert probe.stimulus_stream == "movie" and probe.response_stream == "calcium"
+    assert probe.stimulus_shape == (18, 32) and probe.n_frames == 45  # 1.5 s at 30 Hz
+    frames = torch.zeros(3, probe.n_frames, 18, 32)
+    with probe.frozen(), torch.no_grad():
+        responses = probe.responses(frames)
+        evoked = probe.evoked(frames)
+    assert responses.shape == (3, probe.response_times.size, probe.n_units)
+    assert torch.isfinite(responses).all()
+    torch.testing.assert_close(evoked, torch.zeros_like(evoked), atol=1e-5, rtol=0)
+    # a grating evokes something, and the same one twice the same
+    with probe.frozen():
+        r = condition_responses(probe, Gratings(), [0, 0, 5])
+    assert np.abs(r[0]).max() > 0 and np.allclose(r[0], r[1])
+
+
+def test_gradients_reach_the_frames_and_not_the_weights(model, sessions) -> None:
+    probe = ModelProbe(model, sessions[0], screen_width_deg=120.0)
+    frames = (torch.randn(2, probe.n_frames, 18, 32) * 0.2).requires_grad_(True)
+    with probe.frozen():
+        probe.evoked(frames)[:, 3].sum().backward()
+    assert frames.grad is not None and frames.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.parameters())
+    assert all(p.requires_grad for p in model.parameters())  # restored
+    assert not model.training
+
+
+def test_held_behaviour_changes_the_prediction(model, sessions) -> None:
+    probe = ModelProbe(model, sessions[0], screen_width_deg=120.0)
+    hold = probe.describe_hold()
+    assert set(hold) == {"pupil", "running", "gaze"}
+    mean = sessions[0].stream_spec("running").statistics.mean
+    np.testing.assert_allclose(hold["running"], mean, rtol=1e-6)
+    fast = probe.held({"running": [30.0]})
+    assert fast.describe_hold()["running"] == pytest.approx([30.0])
+    assert fast.describe_hold()["pupil"] == pytest.approx(hold["pupil"])
+    frames = torch.zeros(1, probe.n_frames, 18, 32)
+    with probe.frozen(), torch.no_grad():
+        assert not torch.allclose(probe.responses(frames), fast.responses(frames))
+    result = tuning_curves(probe, Gratings(), [0, 1], gain_stream="running",
+                           gain_values=([0.0], [20.0]))  # fmt: skip
+    assert result.log_gain.shape == (2,) and np.isfinite(result.log_gain).all()
+
+
+def test_bad_input_is_named(model, sessions, tiny_data: Path) -> None:
+    session = sessions[0]
+    with pytest.raises(InsilicoError, match="not behaviour streams"):
+        ModelProbe(model, session, hold={"whiskers": [1.0]})
+    with pytest.raises(InsilicoError, match="expected 2 value"):
+        ModelProbe(model, session, hold={"gaze": [0.0]})
+    probe = ModelProbe(model, session)
+    with pytest.raises(InsilicoError, match=r"neurons \[16\] do not exist.*16 neurons"):
+        probe.check_units([0, 16])
+    with pytest.raises(InsilicoError, match="stimulus of shape"):
+        probe.responses(torch.zeros(1, 3, 18, 32))
+    with pytest.raises(StimulusFitError, match="--screen-width-deg"):
+        condition_responses(probe, Gratings())  # the screen's size in degrees is unknown
+    with pytest.raises(StimulusFitError, match="finer than the screen"):
+        from neurofm.insilico.stimuli import SparseNoiseConfig
+
+        condition_responses(probe, SparseNoise(SparseNoiseConfig(rows=40)))
+    with pytest.raises(InsilicoError, match="onset_s"):
+        ModelProbe(model, session, onset_s=3.0)
+
+
+def test_a_model_that_sees_no_stimulus_is_refused(sessions) -> None:
+    data = default_model_config("tiny", frame_size=(18, 32), stimulus_path=False).model_dump()
+    data["modalities"] = {k: v for k, v in data["modalities"].items() if k != "movie"}
+    model = build_model(ModelConfig.model_validate(data), sessions)
+    with pytest.raises(InsilicoError, match="no stimulus encoder"):
+        ModelProbe(model, sessions[0])
+
+
+def test_the_tubelet_model_works_too(sessions) -> None:
+    torch.manual_seed(0)
+    config = default_model_config("tiny", frame_size=(18, 32), stimulus_path=False)
+    model = build_model(config, sessions).eval()
+    probe = ModelProbe(model, sessions[1], screen_width_deg=120.0)
+    r = condition_responses(probe, Gratings(), [0, 3])
+    assert r.shape == (2, probe.n_units) and np.isfinite(r).all()
