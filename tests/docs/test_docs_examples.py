@@ -70,7 +70,9 @@ def test_page_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.Monke
                 continue
             where = f"{page.relative_to(ROOT)}:{block.line}"
             try:
-                exec(compile(block.code, where, "exec"), namespace)
+                # dont_inherit: a block runs as a user would run it, without this module's
+                # `from __future__ import annotations`
+                exec(compile(block.code, where, "exec", dont_inherit=True), namespace)
             except Exception as exc:
                 raise AssertionError(
                     f"the code block at {where} failed: {type(exc).__name__}: {exc}"
