@@ -254,6 +254,7 @@ def main() -> None:
         help="the default model with the retinotopic stimulus path (movie_core + retinotopic), or "
         "with --no-stimulus-path the model before it (backbone alone)",
     )  # fmt: skip
+    p.add_argument("--save", default=None, help="also save the trained neurofm model there")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     quiet_loss_monitor()
@@ -276,6 +277,8 @@ def main() -> None:
     )  # fmt: skip
     print(f"neurofm ({preset}, {info['parameters'] / 1e6:.2f}M parameters): "
           f"{info['steps']} steps in {info['seconds']:.0f} s")  # fmt: skip
+    if args.save:
+        model.save_pretrained(args.save, extra={"window_s": args.window, "steps": info["steps"]})
     norm = model.normalization()
     t0 = time.perf_counter()
     result = evaluate(model, sessions, TASKS, window_s=args.window, progress=False)

@@ -236,6 +236,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--data", default=None, help="simulated data folder (default: a temporary one)")
     p.add_argument("--out", default="benchmarks/results/stimulus", help="figures and JSON")
+    p.add_argument(
+        "--save", default=None, help="folder: save each trained model as <pathway>_seed<k> there"
+    )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     sim = SimulationConfig.tiny().model_copy(
@@ -269,6 +272,11 @@ def main() -> None:
             model = build_model(config, sessions)
             r, seconds = train_and_score(model, sessions, task, args.steps, args.lr, seed)
             row = {"seed": seed, "seconds": seconds, "r": r}
+            if args.save:
+                model.save_pretrained(
+                    Path(args.save) / f"{pathway}_seed{seed}",
+                    extra={"window_s": 2.0, "steps": args.steps, "task": task},
+                )
             line = f"  {pathway} seed {seed}: r {row['r']:.3f} ({seconds:.0f} s)"
             if isinstance(model.readout, RetinotopicReadout):
                 found, true = receptive_fields(model, sessions, args.stimulus)
