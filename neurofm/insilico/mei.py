@@ -9,7 +9,8 @@ the image is parametrised by its Fourier coefficients scaled by ``1 / f`` (``fou
 favours smooth, natural-looking solutions.
 
 :func:`image_responses` shows a set of images (e.g. frames of recorded test movies) the same way,
-so an MEI can be compared with the best of them.
+so an MEI can be compared with the best of them; :func:`image_orientation` gives an image's
+dominant orientation (a second estimate of a neuron's preferred orientation, from its MEI).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 from neurofm.insilico.probe import InsilicoError, ModelProbe, progress_bar
 from neurofm.insilico.receptive_fields import _blur, _pixels_only, _static
 
-__all__ = ["MEIResult", "image_responses", "most_exciting_inputs"]
+__all__ = ["MEIResult", "image_orientation", "image_responses", "most_exciting_inputs"]
 
 
 @dataclass
@@ -111,6 +112,21 @@ def image_responses(probe: ModelProbe, images: np.ndarray, *, progress: bool = F
             bar.update(chunk.shape[0])
     bar.close()
     return out
+
+
+def image_orientation(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Dominant orientation of images ``[K, H, W]``: the doubled-angle mean of their Fourier
+    power over wave-vector directions (degrees in ``[0, 180)``, x right / y up, the gratings'
+    convention), and its strength in ``[0, 1]`` (1: a single orientation). Square pixels."""
+    x = np.asarray(images, np.float64)
+    x = x - x.mean(axis=(-2, -1), keepdims=True)
+    h, w = x.shape[-2:]
+    fy, fx = np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :]
+    angle = np.arctan2(-fy, fx)  # rows grow downwards, y upwards
+    power = np.abs(np.fft.fft2(x)) ** 2
+    vector = (power * np.exp(2j * angle)).reshape(x.shape[0], -1).sum(1)
+    total = np.maximum(power.reshape(x.shape[0], -1).sum(1), 1e-300)
+    return (np.rad2deg(np.angle(vector)) / 2) % 180.0, np.abs(vector) / total
 
 
 def _frames(probe: ModelProbe, x: torch.Tensor, kind: str) -> torch.Tensor:

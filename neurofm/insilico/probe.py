@@ -46,8 +46,8 @@ class ModelProbe:
     """Predicted responses of one session's neurons to chosen stimuli under fixed behaviour.
 
     Args:
-        model: a trained :class:`~neurofm.NeuroFM` (put in eval mode; its parameters are not
-            changed).
+        model: a trained :class:`~neurofm.NeuroFM` (run in eval mode, its mode restored after each
+            call; its parameters are not changed).
         session: the session whose neurons are probed (its streams' sampling rates, train-tier
             statistics and unit table are used; its recorded data is not read).
         screen_width_deg: the screen's horizontal extent in degrees, when known.
@@ -103,6 +103,12 @@ class ModelProbe:
         self._norm = model.normalization()
         spec = session.stream_spec(self.stimulus_stream)
         self.stimulus_shape = tuple(int(s) for s in spec.data.shape[1:])
+        if not 1 <= len(self.stimulus_shape) <= 3:
+            raise InsilicoError(
+                f"stimulus stream {self.stimulus_stream!r} has samples of shape "
+                f"{list(self.stimulus_shape)}; expected [P] parameters, [H, W] frames or "
+                f"[H, W, C] frames (channels last)"
+            )
         self.parametric = len(self.stimulus_shape) == 1
         self.channel_names = list(spec.channel_names or [])
         if self.parametric and not self.channel_names:
@@ -113,11 +119,16 @@ class ModelProbe:
                 f"'direction', ...) so stimuli can be given by name"
             )
         self.event_like = bool(spec.event_like)
+        self.stimulus_period_s = 1.0 / spec.sampling_rate_hz  # as load_window gives it
         if self.event_like:  # flashed images: a gray presentation, then one at the onset
-            self.stimulus_period_s = 0.0
+            if onset_s <= 0:
+                raise InsilicoError(
+                    f"stream {self.stimulus_stream!r} is event-like (one sample per "
+                    f"presentation): onset_s must be positive so a gray presentation precedes "
+                    f"the stimulus; got {onset_s}"
+                )
             self.stimulus_times = np.array([0.0, onset_s], np.float32)
         else:
-            self.stimulus_period_s = 1.0 / spec.sampling_rate_hz
             self.stimulus_times = _grid(window_s, self.stimulus_period_s)
         self.shown = self.stimulus_times >= onset_s - 1e-9  # frames after the onset
         self.n_frames = int(self.shown.sum())
@@ -128,6 +139,7 @@ class ModelProbe:
         else:
             self.screen = Screen(1, 1, screen_width_deg)
         self._gray, self._scale = self._stimulus_affine()
+        self._lead = float("nan") if self.parametric else self._gray
         rspec = session.stream_spec(self.response_stream)
         self.response_period_s = 1.0 / rspec.sampling_rate_hz
         self.response_times = _grid(window_s, self.response_period_s)
@@ -211,8 +223,15 @@ class ModelProbe:
         stream's train-tier mean."""
         if self.parametric:
             return 0.0, 1.0
-        mean, _ = self._stats(self.stimulus_stream)
+        mean, std = self._stats(self.stimulus_stream)
         gray = float(mean.mean())
+        if not abs(gray) > 1e-3 * float(std.mean()):
+            raise InsilicoError(
+                f"stimulus stream {self.stimulus_stream!r} has a train-tier mean of {gray:g} "
+                f"(std {float(std.mean()):g}): contrast is shown as mean * (1 + c), which needs "
+                f"a mean luminance away from 0. Write the stream in luminance units (e.g. "
+                f"0-255), not already centred"
+            )
         at0 = float(self._normalise(self.stimulus_stream, np.array([gray])).mean())
         at1 = float(self._normalise(self.stimulus_stream, np.array([2 * gray])).mean())
         return at0, at1 - at0
@@ -279,15 +298,15 @@ class ModelProbe:
 
     # -- predictions ------------------------------------------------------------------------------
     def _window(self, stimulus: Tensor) -> WindowSample:
-        """One window; ``stimulus`` ``[n_frames, ...]`` in the encoder's normalised units. The
-        lead-in is the gray screen (pixel streams) or absent (parameters: marked invalid)."""
+        """One window (on the CPU; the model moves it); ``stimulus`` ``[n_frames, ...]`` in the
+        encoder's normalised units, NaN where absent. The lead-in is the gray screen (pixel
+        streams) or absent (parameters)."""
         n_lead = int((~self.shown).sum())
-        lead = stimulus.new_full((n_lead, *self.stimulus_shape), self._gray)
+        lead = stimulus.new_full((n_lead, *self.stimulus_shape), self._lead)
         full = torch.cat([lead, stimulus])
-        valid = torch.ones(full.shape[0], dtype=torch.bool)
-        if self.parametric:
-            valid = torch.ones(full.shape, dtype=torch.bool)
-            valid[:n_lead] = False
+        finite = torch.isfinite(full)
+        valid = finite if self.parametric else finite.flatten(1).all(1)
+        full = torch.where(finite, full, torch.zeros_like(full))
         streams = {
             self.stimulus_stream: StreamTensor(
                 full, valid, torch.from_numpy(self.stimulus_times), self.stimulus_period_s
@@ -335,22 +354,24 @@ class ModelProbe:
         device = self.model.device
         out = []
         for start in range(0, frames.shape[0], self.batch_size):
-            chunk = self.to_stimulus(frames[start : start + self.batch_size].to(device))
+            chunk = self.to_stimulus(frames[start : start + self.batch_size].cpu())
             batch = [self._window(x) for x in chunk]
-            result = self.model(batch, [self._task] * len(batch), np.random.default_rng(0))
+            with _eval_mode(self.model):
+                result = self.model(batch, [self._task] * len(batch), np.random.default_rng(0))
             pred = torch.zeros(len(batch), self.response_times.size, self.n_units, device=device)
             for target in result.targets:
                 if target.stream != self.response_stream:
                     continue
                 value = self.model.head(target.stream).predict(target.raw)
                 index = torch.arange(self.n_units) if target.units is None else target.units
-                rows = _rows(self.response_times, target.times.detach().cpu().numpy())
+                index = index.to(device)
+                rows = _rows(self.response_times, target.times.detach().cpu().numpy()).to(device)
                 pred = pred.index_put(
                     (torch.full_like(index, target.sample)[None, :], rows[:, None], index[None]),
                     value.reshape(len(rows), -1),
                 )
             out.append(pred)
-        return torch.cat(out)
+        return torch.cat(out).to(frames.device)
 
     def mean_response(self, frames: Tensor) -> Tensor:
         """``[B, N]``: the responses averaged over the response period."""
@@ -358,11 +379,13 @@ class ModelProbe:
         return self.responses(frames)[:, mask].mean(1)
 
     def gray_response(self) -> Tensor:
-        """``[N]``: :meth:`mean_response` to the gray screen (contrast 0; parameters 0)."""
+        """``[N]``: :meth:`mean_response` to the gray screen (contrast 0), or for a parametric
+        stream to no stimulus (every parameter absent, as on a gray screen)."""
         if self._gray_response is None:
+            fill = float("nan") if self.parametric else 0.0
             with torch.no_grad():
-                gray = torch.zeros(1, self.n_frames, *self.stimulus_shape)
-                self._gray_response = self.mean_response(gray)[0]
+                gray = torch.full((1, self.n_frames, *self.stimulus_shape), fill)
+                self._gray_response = self.mean_response(gray)[0].cpu()
         return self._gray_response
 
     def evoked(self, frames: Tensor) -> Tensor:
@@ -391,6 +414,10 @@ class ModelProbe:
         if units is None:
             return np.arange(self.n_units)
         idx = np.asarray(list(units), np.int64)
+        if idx.size == 0:
+            raise InsilicoError(
+                f"no neurons chosen; pick columns 0-{self.n_units - 1} of {self.response_stream!r}"
+            )
         bad = idx[(idx < 0) | (idx >= self.n_units)]
         if bad.size:
             raise InsilicoError(
@@ -398,6 +425,16 @@ class ModelProbe:
                 f"{self.n_units} neurons in {self.response_stream!r} (columns 0-{self.n_units - 1})"
             )
         return idx
+
+
+@contextmanager
+def _eval_mode(model) -> Iterator[None]:
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
 
 
 def progress_bar(total: int, desc: str, progress: bool) -> tqdm:

@@ -46,6 +46,7 @@ class InsilicoSettings:
     mei_parametrisation: str = "pixel"
     natural_frames: int = 1000
     window_s: float | None = None
+    device: str = "cpu"
     progress: bool = True
 
 
@@ -63,7 +64,7 @@ def run_insilico(checkpoint, data, out, settings: InsilicoSettings, *, overwrite
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; choose another --out or pass --overwrite")
     loaded = load_checkpoint(checkpoint)
-    model = loaded.model.eval()
+    model = loaded.model.eval().to(settings.device)
     window_s = settings.window_s or float(loaded.meta.get("window_s", 2.0))
     sessions = open_dataset(data)
     chosen = _choose_sessions(sessions, model, settings.sessions)
@@ -76,11 +77,20 @@ def run_insilico(checkpoint, data, out, settings: InsilicoSettings, *, overwrite
         "window_s": window_s, "screen_width_deg": width_deg, "sessions": {},
     }  # fmt: skip
     files: dict[str, bytes] = {}
-    for session in chosen:
-        probe = ModelProbe(
-            model, session, screen_width_deg=width_deg, hold=settings.hold, window_s=window_s
+    probes = [
+        ModelProbe(model, s, screen_width_deg=width_deg, hold=settings.hold, window_s=window_s)
+        for s in chosen
+    ]
+    if settings.kind in ("rf", "mei") and any(p.parametric for p in probes):
+        raise InsilicoError(
+            f"{settings.kind} experiments need a pixel stimulus (movie or images); the model's "
+            f"stimulus stream gives parameters. Run 'tuning' (or 'all', which skips the rest)"
         )
+    for session, probe in zip(chosen, probes, strict=True):
         units = probe.check_units(settings.units)
+        if settings.gain is not None:  # refuse a bad stream or value count before any work
+            for values in settings.gain[1:]:
+                probe.held({settings.gain[0]: values})
         record = {"hold": probe.describe_hold(), "stimulus_stream": probe.stimulus_stream,
                   "response_stream": probe.response_stream, "units": units.tolist()}  # fmt: skip
         truth = _truth(session)
@@ -88,9 +98,12 @@ def run_insilico(checkpoint, data, out, settings: InsilicoSettings, *, overwrite
         record["_screen"] = probe.screen
         if "tuning" in kinds:
             record["tuning"] = _tuning(probe, gratings, units, settings, truth, files, sid)
-        if "rf" in kinds:
+        pixels = [k for k in kinds if k in ("rf", "mei")]
+        if probe.parametric and pixels:
+            record["skipped"] = {k: "needs a pixel stimulus (movie or images)" for k in pixels}
+        if "rf" in kinds and not probe.parametric:
             record["rf"] = _rf(probe, spots, units, settings, truth, files, sid)
-        if "mei" in kinds:
+        if "mei" in kinds and not probe.parametric:
             record["mei"] = _mei(probe, units, settings, truth, files, sid)
         summary["sessions"][sid] = record
     with atomic_directory(out, overwrite=overwrite) as tmp:
@@ -98,7 +111,9 @@ def run_insilico(checkpoint, data, out, settings: InsilicoSettings, *, overwrite
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(tmp / name, payload)
         _figures(summary, tmp, settings)
-        atomic_write_text(tmp / "summary.json", json.dumps(_public(summary), indent=2) + "\n")
+        atomic_write_text(
+            tmp / "summary.json", json.dumps(_public(summary), indent=2, allow_nan=False) + "\n"
+        )
     return _public(summary)
 
 
@@ -177,7 +192,7 @@ def _rf(probe, spots, units, settings, truth, files, sid) -> dict:
 
 
 def _mei(probe, units, settings, truth, files, sid) -> dict:
-    from neurofm.insilico.mei import image_responses, most_exciting_inputs
+    from neurofm.insilico.mei import image_orientation, image_responses, most_exciting_inputs
 
     start = time.perf_counter()
     natural = _natural_frames(probe, settings.natural_frames)
@@ -197,21 +212,30 @@ def _mei(probe, units, settings, truth, files, sid) -> dict:
                   steps=settings.mei_steps, kind=settings.mei_kind,
                   parametrisation=settings.mei_parametrisation,
                   per_neuron=result.summary())  # fmt: skip
+    image = result.images if result.images.ndim == 3 else result.images[:, -1]
+    orientation, strength = image_orientation(image)
+    record["per_neuron"]["orientation_deg"] = orientation.tolist()
+    record["per_neuron"]["orientation_strength"] = strength.tolist()
     arrays = {"units": result.units, "images": result.images, "activation": result.activation,
-              "trace": result.trace}  # fmt: skip
+              "trace": result.trace, "orientation_deg": orientation}  # fmt: skip
     if natural is not None:
-        ratio = result.activation / np.maximum(np.asarray(record["best_natural_response"]), 1e-9)
+        best = np.asarray(record["best_natural_response"])
+        ratio = np.where(best > 0, result.activation / np.where(best > 0, best, 1.0), np.nan)
         record["ratio_to_best_natural"] = ratio.tolist()
-        record["median_ratio_to_best_natural"] = float(np.median(ratio))
+        record["median_ratio_to_best_natural"] = float(np.nanmedian(ratio))
     filters = true_filters(truth, probe, units)
     if filters is not None:
-        image = result.images if result.images.ndim == 3 else result.images[:, -1]
         even, odd = filters
         r_even = np.array([_r(image[k].ravel(), even[k].ravel()) for k in range(units.size)])
         r_odd = np.array([_r(image[k].ravel(), odd[k].ravel()) for k in range(units.size)])
         record["truth"] = {"gabor_r_even": r_even.tolist(),
                            "gabor_r_phase_invariant": np.hypot(r_even, r_odd).tolist(),
                            "median_gabor_r_phase_invariant": float(np.median(np.hypot(r_even, r_odd)))}  # fmt: skip
+        if "rf_orientation" in truth:
+            err = np.abs(orientation - np.rad2deg(truth["rf_orientation"][units]) % 180.0)
+            err = np.minimum(err, 180.0 - err)
+            record["truth"]["orientation_error_deg"] = err.tolist()
+            record["truth"]["orientation_within_22_5_deg"] = float(np.mean(err <= 22.5))
         arrays["true_filter_even"] = even
     files[f"{sid}/mei.npz"] = _npz(arrays)
     record["_result"] = result
@@ -325,11 +349,14 @@ def _npz(arrays: dict) -> bytes:
 
 
 def _public(value):
-    """The summary without its in-memory results (keys starting with ``_``)."""
+    """The summary without its in-memory results (keys starting with ``_``), NaN as None (strict
+    JSON)."""
     if isinstance(value, dict):
         return {k: _public(v) for k, v in value.items() if not str(k).startswith("_")}
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return [_public(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
     return value
 
 

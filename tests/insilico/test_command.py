@@ -52,7 +52,9 @@ def test_all_experiments_write_arrays_figures_and_a_summary(
     assert record["hold"]["gaze"] == pytest.approx([0.0, 0.0], abs=1e-6)
     tuning = record["tuning"]
     assert len(tuning["per_neuron"]["preferred_orientation_deg"]) == 4
-    assert 0 <= tuning["truth"]["fraction_within_22_5_deg"] <= 1
+    errors = tuning["truth"]["orientation_error_deg"]
+    assert len(errors) == 4 and all(0 <= e <= 90 for e in errors)
+    assert tuning["truth"]["fraction_within_22_5_deg"] == np.mean(np.asarray(errors) <= 22.5)
     assert tuning["gain"] == {"stream": "running", "low": [0.0], "high": [20.0]}
     assert "log_gain_r" in tuning["truth"]
     for method in ("sparse_noise", "gradient"):
@@ -91,7 +93,8 @@ def test_an_existing_folder_is_kept_unless_overwrite(
     ("extra", "message"),
     [
         (["--neurons", "0-99"], "do not exist"),
-        (["--neurons", "a-b"], "expected indices and ranges"),
+        (["--neurons", "a-b"], "expected indices and increasing ranges"),
+        (["--neurons", "5-2"], "expected indices and increasing ranges"),
         (["--hold", "gaze"], "expected STREAM=V"),
         (["--hold", "whiskers=1"], "not behaviour streams"),
         (["--gain", "running=0"], "expected STREAM=LOW:HIGH"),

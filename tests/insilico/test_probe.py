@@ -10,6 +10,7 @@ import torch
 
 from neurofm.core.builder import ModelConfig, build_model, default_model_config
 from neurofm.core.data import open_dataset
+from neurofm.core.data.windows import load_window
 from neurofm.insilico import InsilicoError, ModelProbe
 from neurofm.insilico.stimuli import Gratings, SparseNoise, StimulusFitError
 from neurofm.insilico.tuning import condition_responses, tuning_curves
@@ -26,32 +27,55 @@ def model(sessions):
     return build_model(default_model_config("tiny", frame_size=(18, 32)), sessions).eval()
 
 
-def test_responses_have_the_session_shape_and_gray_evokes_nothing(model, sessions) -> None:
+def test_responses_have_the_session_shape(model, sessions) -> None:
     probe = ModelProbe(model, sessions[0], screen_width_deg=120.0, hold={"gaze": [0.0, 0.0]})
     assert probe.stimulus_stream == "movie" and probe.response_stream == "calcium"
     assert probe.stimulus_shape == (18, 32) and probe.n_frames == 45  # 1.5 s at 30 Hz
     frames = torch.zeros(3, probe.n_frames, 18, 32)
-    with probe.frozen(), torch.no_grad():
+    with torch.no_grad():
         responses = probe.responses(frames)
-        evoked = probe.evoked(frames)
     assert responses.shape == (3, probe.response_times.size, probe.n_units)
     assert torch.isfinite(responses).all()
-    torch.testing.assert_close(evoked, torch.zeros_like(evoked), atol=1e-5, rtol=0)
-    # a grating evokes something, and the same one twice the same
-    with probe.frozen():
-        r = condition_responses(probe, Gratings(), [0, 0, 5])
-    assert np.abs(r[0]).max() > 0 and np.allclose(r[0], r[1])
+    # different gratings evoke different responses, the same one the same
+    r = condition_responses(probe, Gratings(), [0, 0, 5])
+    assert np.allclose(r[0], r[1]) and not np.allclose(r[0], r[2])
+
+
+def test_stimuli_are_normalised_as_recorded_frames_are(model, sessions) -> None:
+    session = sessions[0]
+    probe = ModelProbe(model, session)
+    start = float(session.intervals("train")[0].start)
+    window = load_window(session, start, 2.0, model.normalization())
+    recorded = window.streams["movie"]
+    # the same frames as contrast around the stream's mean, through the probe
+    gray = float(np.mean(session.stream_spec("movie").statistics.mean))
+    raw = np.asarray(session.stream_data("movie"), np.float64)
+    ts = session.stream_timestamps("movie")
+    first = int(np.searchsorted(ts, start))
+    contrast = torch.from_numpy(raw[first : first + recorded.n_samples] / gray - 1.0).float()
+    torch.testing.assert_close(probe.to_stimulus(contrast), recorded.values, atol=1e-4, rtol=0)
+    # the probe's clock is the stream's
+    period = np.median(np.diff(recorded.times.numpy()))
+    assert probe.stimulus_period_s == pytest.approx(period, rel=1e-3)
+    assert probe.stimulus_times.size == recorded.n_samples
 
 
 def test_gradients_reach_the_frames_and_not_the_weights(model, sessions) -> None:
     probe = ModelProbe(model, sessions[0], screen_width_deg=120.0)
     frames = (torch.randn(2, probe.n_frames, 18, 32) * 0.2).requires_grad_(True)
-    with probe.frozen():
-        probe.evoked(frames)[:, 3].sum().backward()
+    model.train()
+    try:
+        with probe.frozen():
+            assert not model.training
+            probe.evoked(frames)[:, 3].sum().backward()
+        assert model.training  # restored
+        probe.responses(frames.detach())  # runs in eval mode, and gives the mode back
+        assert model.training
+    finally:
+        model.eval()
     assert frames.grad is not None and frames.grad.abs().sum() > 0
     assert all(p.grad is None for p in model.parameters())
     assert all(p.requires_grad for p in model.parameters())  # restored
-    assert not model.training
 
 
 def test_held_behaviour_changes_the_prediction(model, sessions) -> None:
@@ -107,3 +131,46 @@ def test_the_tubelet_model_works_too(sessions) -> None:
     probe = ModelProbe(model, sessions[1], screen_width_deg=120.0)
     r = condition_responses(probe, Gratings(), [0, 3])
     assert r.shape == (2, probe.n_units) and np.isfinite(r).all()
+
+
+def test_image_streams_regular_and_event_like(tmp_path: Path) -> None:
+    from neurofm.core.data import StreamInput, write_session
+    from neurofm.core.data.simulate_to_disk import simulate_to_disk
+    from neurofm.core.data.simulation import SimulationConfig
+
+    data = simulate_to_disk(tmp_path / "images", SimulationConfig.tiny().model_copy(
+        update={"stimulus": "image"}), progress=False)  # fmt: skip
+    simulated = open_dataset(data)[0]
+    # the same presentations as an event-like stream (one sample per presentation)
+    streams = {
+        "image": StreamInput("image", np.asarray(simulated.stream_data("image")),
+                             simulated.stream_timestamps("image"), event_like=True),
+        "calcium": StreamInput("calcium", np.asarray(simulated.stream_data("calcium")),
+                               simulated.stream_timestamps("calcium"), per_unit=True),
+    }  # fmt: skip
+    units = simulated.units
+    events = open_dataset(write_session(
+        tmp_path / "events" / "s", session_id="events", animal_id="m", species="mus_musculus",
+        streams=streams, units=units,
+        intervals=[iv.model_dump() for iv in simulated.intervals()],
+    ))[0]  # fmt: skip
+    config = default_model_config("tiny", frame_size=(18, 32)).model_dump()
+    movie = config["modalities"].pop("movie")
+    movie.pop("frame_pool")
+    config["modalities"] = {"image": {**movie, "type": "image_core", "step_s": 1 / 15},
+                            "calcium": config["modalities"]["calcium"]}  # fmt: skip
+    config["heads"] = {"calcium": config["heads"]["calcium"]}
+    config["readout"]["eye_stream"] = None
+    torch.manual_seed(0)
+    model = build_model(ModelConfig.model_validate(config), [simulated, events]).eval()
+    images = torch.from_numpy(np.random.default_rng(0).uniform(-0.5, 0.5, (2, 18, 32))).float()
+    for session, frames in ((simulated, 3), (events, 1)):
+        probe = ModelProbe(model, session, screen_width_deg=120.0)
+        assert probe.event_like == (session is events) and probe.n_frames == frames
+        with torch.no_grad():
+            evoked = probe.evoked(images[:, None].expand(-1, frames, -1, -1))
+        assert evoked.abs().max() > 1e-4  # the image reaches the model
+        assert not torch.allclose(evoked[0], evoked[1])
+    assert ModelProbe(model, events).stimulus_times.tolist() == [0.0, 0.5]
+    with pytest.raises(InsilicoError, match="event-like"):
+        ModelProbe(model, events, onset_s=0.0)

@@ -55,10 +55,12 @@ def _units(text: str | None) -> list[int] | None:
     try:
         for part in text.split(","):
             lo, dash, hi = part.partition("-")
+            if dash and int(hi) < int(lo):
+                raise ValueError(part)
             out += list(range(int(lo), int(hi) + 1)) if dash else [int(lo)]
     except ValueError:
         raise NeurofmError(
-            f"--neurons {text!r}: expected indices and ranges, e.g. 0-15,20"
+            f"--neurons {text!r}: expected indices and increasing ranges, e.g. 0-15,20"
         ) from None
     return out
 
@@ -88,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         mei_parametrisation=args.mei_parametrisation,
         natural_frames=args.natural_frames,
         window_s=args.window_s,
+        device=args.device,
         progress=not args.quiet,
     )
     summary = run_insilico(args.checkpoint, args.data, args.out, settings, overwrite=args.overwrite)
@@ -170,5 +173,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="test-tier frames whose best response each MEI is compared with")  # fmt: skip
     p.add_argument("--window-s", type=float, default=None,
                    help="window length (default: the checkpoint's training window)")  # fmt: skip
+    p.add_argument("--device", default="cpu", help="torch device of the model (e.g. cuda)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
