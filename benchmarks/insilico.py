@@ -10,6 +10,8 @@ and prints, pooled over sessions:
   ``--well`` of the neuron's noise ceiling, from ``neurofm.evaluate`` on the test tier); chance
   is 25 %;
 - r of the receptive-field centres (both methods) with ``rf_center_deg``, per axis;
+- the same from the orientation of each neuron's MEI (the dominant orientation of its Fourier
+  power);
 - MEIs: each neuron's evoked response to its MEI over its best response to 1,000 test-tier frames
   shown the same way (median, and the fraction at 2x or more), and the MEI's correlation with the
   neuron's true Gabor (phase-invariant: ``hypot(r_even, r_odd)``);
@@ -71,7 +73,7 @@ def main() -> None:
     p.add_argument("--data", required=True)
     p.add_argument("--neurons", type=int, default=64, help="first N neurons of each session")
     p.add_argument("--well", type=float, default=0.5, help="well predicted: r / ceiling >= this")
-    p.add_argument("--mei-steps", type=int, default=40)
+    p.add_argument("--mei-steps", type=int, default=30)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=None, help="keep the insilico folder there")
     args = p.parse_args()
@@ -88,7 +90,7 @@ def main() -> None:
     total = time.perf_counter() - start
     sessions = {s.session_id: s for s in open_dataset(args.data)}
 
-    within, within_good, log_gain, true_gain = [], [], [], []
+    within, within_good, log_gain, true_gain, mei_within, mei_good = [], [], [], [], [], []
     rf_rows: dict[str, list[dict]] = {"sparse_noise": [], "gradient": []}
     ratios, gabor_r, seconds = [], [], {}
     for sid, rec in summary["sessions"].items():
@@ -103,7 +105,10 @@ def main() -> None:
         for method in rf_rows:
             rf_rows[method].append({"found": rec["rf"][method]["per_neuron"]["centre_deg"],
                                     "true": centres})  # fmt: skip
-        ratios.append(np.asarray(rec["mei"]["ratio_to_best_natural"]))
+        ratios.append(np.asarray(rec["mei"]["ratio_to_best_natural"], dtype=float))
+        mei_err = np.asarray(rec["mei"]["truth"]["orientation_error_deg"])
+        mei_within.append(mei_err <= 22.5)
+        mei_good.append((mei_err <= 22.5)[good[sid][units]])
         gabor_r.append(np.asarray(rec["mei"]["truth"]["gabor_r_phase_invariant"]))
         seconds[sid] = {
             "tuning": rec["tuning"]["seconds"],
@@ -112,6 +117,7 @@ def main() -> None:
         }
     within, within_good = np.concatenate(within), np.concatenate(within_good)
     ratios, gabor_r = np.concatenate(ratios), np.concatenate(gabor_r)
+    mei_within, mei_good = np.concatenate(mei_within), np.concatenate(mei_good)
     gain_r = float(np.corrcoef(np.concatenate(log_gain), np.concatenate(true_gain))[0, 1])
     rf_r = {m: [pooled_r(rows, "found", "true", a) for a in (0, 1)] for m, rows in rf_rows.items()}
     first = next(iter(seconds.values()))
@@ -121,7 +127,10 @@ def main() -> None:
         "orientation_within_22_5": float(within.mean()),
         "orientation_within_22_5_well_predicted": float(within_good.mean()) if within_good.size
         else None,
-        "rf_centre_r": rf_r, "mei_median_ratio": float(np.median(ratios)),
+        "mei_orientation_within_22_5": float(mei_within.mean()),
+        "mei_orientation_within_22_5_well_predicted": float(mei_good.mean()) if mei_good.size
+        else None,
+        "rf_centre_r": rf_r, "mei_median_ratio": float(np.nanmedian(ratios)),
         "mei_fraction_ratio_ge_2": float(np.mean(ratios >= 2)),
         "mei_median_gabor_r": float(np.median(gabor_r)), "gain_r": gain_r,
         "seconds_one_session": first, "seconds_total": total, "threads": args.threads,
@@ -131,9 +140,12 @@ def main() -> None:
     good_text = "n/a" if not within_good.size else f"{within_good.mean():.0%}"
     print(f"  preferred orientation within 22.5 deg: {within.mean():.0%} of all, "
           f"{good_text} of well predicted (chance 25 %)")  # fmt: skip
+    mei_text = "n/a" if not mei_good.size else f"{mei_good.mean():.0%}"
+    print(f"  orientation of the MEI within 22.5 deg: {mei_within.mean():.0%} of all, "
+          f"{mei_text} of well predicted")  # fmt: skip
     for method, (rx, ry) in rf_r.items():
         print(f"  RF centres ({method}) vs truth: r x {rx:.3f}, y {ry:.3f}")
-    print(f"  MEI response / best of 1000 test frames: median {np.median(ratios):.2f}x, "
+    print(f"  MEI response / best of 1000 test frames: median {np.nanmedian(ratios):.2f}x, "
           f"{np.mean(ratios >= 2):.0%} at >= 2x; MEI vs true Gabor r median "
           f"{np.median(gabor_r):.2f}")  # fmt: skip
     print(f"  running gain (log ratio 20 vs 0 cm/s) vs truth: r {gain_r:.3f}")

@@ -41,7 +41,7 @@ class InsilicoSettings:
     gratings_config: Mapping[str, object] = field(default_factory=dict)
     spots: str = "sparse_noise"
     spots_config: Mapping[str, object] = field(default_factory=dict)
-    mei_steps: int = 40
+    mei_steps: int = 30
     mei_kind: str = "static"
     mei_parametrisation: str = "pixel"
     natural_frames: int = 1000

@@ -166,7 +166,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help='options of the gratings family, e.g. \'{"directions": 16}\'')  # fmt: skip
     p.add_argument("--spots-config", default=None, metavar="JSON",
                    help='options of the spot family, e.g. \'{"rows": 18, "columns": 32}\'')  # fmt: skip
-    p.add_argument("--mei-steps", type=int, default=40, help="gradient steps per MEI")
+    p.add_argument("--mei-steps", type=int, default=30, help="gradient steps per MEI")
     p.add_argument("--mei-kind", choices=("static", "movie"), default="static")
     p.add_argument("--mei-parametrisation", choices=("pixel", "fourier"), default="pixel")
     p.add_argument("--natural-frames", type=int, default=1000,
