@@ -71,7 +71,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", required=True)
-    p.add_argument("--neurons", type=int, default=64, help="first N neurons of each session")
+    p.add_argument("--neurons", type=int, default=64,
+                   help="first N neurons of each session (at most the smallest session's)")  # fmt: skip
     p.add_argument("--well", type=float, default=0.5, help="well predicted: r / ceiling >= this")
     p.add_argument("--mei-steps", type=int, default=30)
     p.add_argument("--threads", type=int, default=2)
@@ -80,9 +81,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     good = well_predicted(args.checkpoint, args.data, args.well)
+    neurons = min(args.neurons, *(mask.size for mask in good.values()))
     out = Path(args.out or tempfile.mkdtemp()) / "insilico"
     settings = InsilicoSettings(
-        kind="all", units=list(range(args.neurons)), hold={"gaze": [0.0, 0.0]},
+        kind="all", units=list(range(neurons)), hold={"gaze": [0.0, 0.0]},
         gain=("running", [0.0], [20.0]), mei_steps=args.mei_steps, progress=False,
     )  # fmt: skip
     start = time.perf_counter()
@@ -149,7 +151,7 @@ def main() -> None:
           f"{np.mean(ratios >= 2):.0%} at >= 2x; MEI vs true Gabor r median "
           f"{np.median(gabor_r):.2f}")  # fmt: skip
     print(f"  running gain (log ratio 20 vs 0 cm/s) vs truth: r {gain_r:.3f}")
-    print(f"  one session's {args.neurons} neurons: tuning {first['tuning']:.0f} s, RF "
+    print(f"  one session's {neurons} neurons: tuning {first['tuning']:.0f} s, RF "
           f"{first['rf']:.0f} s, MEI {first['mei']:.0f} s = {sum(first.values()):.0f} s "
           f"({args.threads} threads); whole run {total:.0f} s")  # fmt: skip
     if args.out:

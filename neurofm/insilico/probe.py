@@ -19,14 +19,12 @@ Example::
 from __future__ import annotations
 
 import copy
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from neurofm.core.data.session import Session
 from neurofm.core.data.windows import WindowSample
@@ -437,11 +435,12 @@ def _eval_mode(model) -> Iterator[None]:
         model.train(was_training)
 
 
-def progress_bar(total: int, desc: str, progress: bool) -> tqdm:
-    """A progress bar for ``total`` items; into a file or pipe it updates every 30 s, not on
-    every batch."""
-    interval = 0.1 if sys.stderr.isatty() else 30.0
-    return tqdm(total=total, desc=desc, disable=not progress, leave=False, mininterval=interval)
+def progress_bar(total: int, desc: str, progress: bool):
+    """A progress bar for ``total`` items (:func:`neurofm.core.progress.progress`: a few plain
+    lines when stderr is not a terminal)."""
+    from neurofm.core.progress import progress as bar
+
+    return bar(total=total, desc=desc, enabled=progress, leave=False)
 
 
 def _grid(duration: float, period: float) -> np.ndarray:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from neurofm.core.data.session import UnitTable
 from neurofm.core.data.simulation import SimulationConfig, simulate_session
 from neurofm.core.data.writer import StreamInput, write_session
 from neurofm.core.io import atomic_directory, atomic_write_text, remove_stale_temporaries
+from neurofm.core.progress import progress as progress_bar
 from neurofm.errors import DiskFullError
 
 __all__ = ["simulate_to_disk"]
@@ -56,8 +55,8 @@ def _write_all(
     progress: bool,
 ) -> None:
     with atomic_directory(out, overwrite=overwrite) as tmp:
-        for animal, index in tqdm(
-            jobs, desc="simulating sessions", disable=not progress, unit="session"
+        for animal, index in progress_bar(
+            jobs, desc="simulating sessions", enabled=progress, unit="session"
         ):
             sim = simulate_session(config, animal, index)
             streams = {

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from neurofm.core.baselines.ln import LinearNonlinear, fit_linear_nonlinear, normalise_stream
 from neurofm.core.data.manifest import Interval, Tier
@@ -28,6 +27,7 @@ from neurofm.core.data.session import Session
 from neurofm.core.data.windows import load_window, tile_intervals
 from neurofm.core.evaluation.accumulate import PredictorState, StreamMetrics, finish, pool
 from neurofm.core.model import NeuroFM
+from neurofm.core.progress import progress as progress_bar
 from neurofm.core.tasks import PRESETS, TaskSpec, get_task, rule_for
 
 __all__ = ["DEFAULT_TASKS", "EvaluationResult", "StreamMetrics", "evaluate", "stimulus_order"]
@@ -166,7 +166,7 @@ class _SessionRun:
         self.repeats_left = Counter(self.intervals[iv].stimulus_id for iv in last_window)
         rng = np.random.default_rng(0)
         desc = f"{self.task.name} {session.session_id}"
-        bar = tqdm(total=len(windows), desc=desc, disable=not progress, leave=False)
+        bar = progress_bar(total=len(windows), desc=desc, enabled=progress, leave=False)
         for start in range(0, len(windows), batch_size):
             chunk = windows[start : start + batch_size]
             batch = [load_window(session, t0, window_s, self.norm) for t0, _ in chunk]

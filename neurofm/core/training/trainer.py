@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from neurofm.core.builder import TrainingConfig
 from neurofm.core.data.coverage import check_stream_coverage
@@ -27,6 +26,7 @@ from neurofm.core.data.loader import TrainLoader, task_rng
 from neurofm.core.data.session import Session
 from neurofm.core.data.windows import load_window, tile_intervals
 from neurofm.core.model import NeuroFM
+from neurofm.core.progress import progress as progress_bar
 from neurofm.core.tasks import TaskSampler, TaskSpec
 from neurofm.core.training.distributed import (
     DistInfo,
@@ -278,7 +278,7 @@ class Trainer:
             )
         result = TrainResult(0, 0.0)
         start = time.perf_counter()
-        bar = tqdm(total=steps, desc="training", disable=not self.progress, unit="step")
+        bar = progress_bar(total=steps, desc="training", unit="step", enabled=self.progress)
         validates = any(tile_intervals(s, "validation", self.window_s) for s in self.sessions)
         for _ in range(steps):
             loss = self.train_step()

@@ -21,13 +21,13 @@ from typing import Literal
 
 import numpy as np
 from pydantic import Field
-from tqdm.auto import tqdm
 
 from neurofm.core.config import PluginConfig
 from neurofm.core.data.manifest import Interval, Tier
 from neurofm.core.data.session import UnitTable
 from neurofm.core.data.writer import StreamInput, write_session
 from neurofm.core.io import atomic_directory
+from neurofm.core.progress import progress as progress_bar
 from neurofm.core.sources import ImportSummary, Source, SourceFormatError
 from neurofm.core.sources.common import (
     DEFAULT_GAZE_X_NAMES,
@@ -193,7 +193,9 @@ class ExperantoSource(Source):
             )
         summary = ImportSummary("experanto", out)
         with atomic_directory(out, overwrite=overwrite) as tmp:
-            for exp in tqdm(experiments, desc="experanto", unit="session", disable=not progress):
+            for exp in progress_bar(
+                experiments, desc="experanto", unit="session", enabled=progress
+            ):
                 written = self._session(exp, tmp, summary)
                 summary.sessions.append(describe_session(written, out))
         return summary

@@ -26,13 +26,13 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
-from tqdm.auto import tqdm
 
 from neurofm.core.config import PluginConfig
 from neurofm.core.data.manifest import Interval, Tier
 from neurofm.core.data.rates import estimate_rate
 from neurofm.core.data.writer import StreamInput, write_session
 from neurofm.core.io import atomic_directory
+from neurofm.core.progress import progress as progress_bar
 from neurofm.core.sources import ImportSummary, Source, SourceFormatError
 from neurofm.core.sources.common import (
     DEFAULT_PUPIL_SIZE_NAMES,
@@ -160,7 +160,7 @@ class NwbSource(Source):
             )
         summary = ImportSummary("nwb", out)
         with atomic_directory(out, overwrite=overwrite) as tmp:
-            for path in tqdm(files, desc="nwb", unit="file", disable=not progress):
+            for path in progress_bar(files, desc="nwb", unit="file", enabled=progress):
                 scratch = tmp / f".scratch-{safe_id(path.stem)}"
                 try:
                     with pynwb.NWBHDF5IO(str(path), "r") as io:

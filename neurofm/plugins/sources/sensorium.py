@@ -25,13 +25,13 @@ from typing import Literal
 
 import numpy as np
 from pydantic import Field
-from tqdm.auto import tqdm
 
 from neurofm.core.config import PluginConfig
 from neurofm.core.data.manifest import Interval, Tier
 from neurofm.core.data.session import UnitTable
 from neurofm.core.data.writer import StreamInput, write_session
 from neurofm.core.io import atomic_directory
+from neurofm.core.progress import progress as progress_bar
 from neurofm.core.sources import ImportSummary, Source, SourceFormatError
 from neurofm.core.sources.common import (
     DEFAULT_TIER_ALIASES,
@@ -99,7 +99,7 @@ class SensoriumSource(Source):
             )
         summary = ImportSummary("sensorium", out)
         with atomic_directory(out, overwrite=overwrite) as tmp:
-            for rec in tqdm(recordings, desc="sensorium", unit="session", disable=not progress):
+            for rec in progress_bar(recordings, desc="sensorium", unit="session", enabled=progress):
                 scratch = tmp / f".scratch-{safe_id(rec.name)}"
                 try:
                     written = self._session(rec, tmp, scratch, summary, progress)
@@ -164,8 +164,8 @@ class SensoriumSource(Source):
         gaze = np.full((total, 2), np.nan)
         intervals: list[Interval] = []
         t, j = 0.0, 0
-        for i, length in tqdm(
-            list(zip(kept, lengths, strict=True)), desc=sid, disable=not progress, leave=False
+        for i, length in progress_bar(
+            list(zip(kept, lengths, strict=True)), desc=sid, enabled=progress, leave=False
         ):
             resp = np.asarray(load_npy(rec / f"data/responses/{i}.npy", what), np.float32)
             resp = resp.reshape(neurons, length) if resp.size == neurons * length else None
