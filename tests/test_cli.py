@@ -98,6 +98,37 @@ def test_evaluate_the_demo_checkpoint(demo: tuple[Path, str], tmp_path: Path) ->
     assert "responses_from_stimulus" in stdout and "calcium" in stdout
 
 
+def test_evaluate_writes_its_report_beside_the_checkpoint_by_default(
+    demo: tuple[Path, str], tmp_path: Path
+) -> None:
+    import shutil
+
+    out, _ = demo
+    checkpoint = shutil.copytree(out / "checkpoint", tmp_path / "run" / "checkpoint")
+    argv = ["evaluate", str(checkpoint), "--data", str(out / "data"), "--tasks", "forecast"]
+    code, stdout, stderr = _run([*argv, "--quiet", "--no-baselines"])
+    assert code == 0, stderr
+    report = tmp_path / "run" / "checkpoint-report"
+    assert (report / "metrics.json").is_file()
+    assert f"report written to {report}" in stdout
+
+
+def test_every_option_of_every_command_has_help_text() -> None:
+    import argparse
+
+    from neurofm.core.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [
+        f"{name} {action.option_strings or action.dest}"
+        for name, sub in commands.choices.items()
+        for action in sub._actions
+        if not isinstance(action, argparse._HelpAction) and not action.help
+    ]
+    assert len(commands.choices) >= 9 and not missing, missing
+
+
 def test_evaluate_missing_data_is_a_clear_error(demo: tuple[Path, str], tmp_path: Path) -> None:
     out, _ = demo
     argv = ["evaluate", str(out / "checkpoint"), "--data", str(tmp_path / "nope")]

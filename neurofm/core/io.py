@@ -99,6 +99,13 @@ def disk_full_guard(path: str | Path, needed_bytes: int | None) -> Iterator[None
         ) from None
 
 
+def _umask() -> int:
+    """The process's file-creation mask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def folder_bytes(path: Path) -> int:
     """Total size of the files directly and recursively under ``path``."""
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
@@ -113,6 +120,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent
         )
         try:
+            os.chmod(tmp, 0o666 & ~_umask())  # as open() would create it, not mkstemp's 0600
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()
@@ -146,6 +154,7 @@ def atomic_directory(path: str | Path, *, overwrite: bool = False) -> Iterator[P
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-{os.getpid()}-", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # as mkdir would create it, not mkdtemp's 0700
     try:
         yield tmp
     except BaseException:

@@ -140,7 +140,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--preset", default=None, help="backbone size preset (default: small; tiny with --quick)"
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the data and the training")
     p.add_argument("--quick", action="store_true", help="tiny data and few steps (a smoke test)")
     p.add_argument(
         "--stimulus-path",

@@ -33,6 +33,13 @@ def evaluate_and_report(
     return result
 
 
+def default_report_folder(checkpoint: Path) -> Path:
+    """``<checkpoint>-report`` beside the checkpoint folder (``run/checkpoint`` ->
+    ``run/checkpoint-report``), so a report lands next to what it evaluates."""
+    checkpoint = checkpoint.resolve()
+    return checkpoint.parent / f"{checkpoint.name}-report"
+
+
 def run(args: argparse.Namespace) -> int:
 
     from neurofm.core.checkpoint import load_checkpoint
@@ -55,8 +62,9 @@ def run(args: argparse.Namespace) -> int:
     unknown_tasks = [t for t in tasks if t not in PRESETS]
     if unknown_tasks:
         raise NeurofmError(f"unknown task presets {unknown_tasks}; known: {', '.join(PRESETS)}")
+    out = Path(args.out) if args.out else default_report_folder(Path(args.checkpoint))
     evaluate_and_report(
-        model, sessions, tasks, window_s, Path(args.out), baselines=not args.no_baselines,
+        model, sessions, tasks, window_s, out, baselines=not args.no_baselines,
         progress=not args.quiet,
     )  # fmt: skip
     return 0
@@ -64,13 +72,19 @@ def run(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="evaluate a checkpoint on the test tier of a dataset")
-    p.add_argument("checkpoint")
-    p.add_argument("--data", required=True, help="folder of sessions")
+    p.add_argument("checkpoint", help="checkpoint folder (e.g. the demo's checkpoint/)")
+    p.add_argument("--data", required=True, help="folder of sessions the checkpoint knows")
     p.add_argument(
         "--tasks", default=None, help="comma-separated task presets (default: every preset)"
     )
     p.add_argument("--no-baselines", action="store_true", help="skip LN/persistence/mean")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--window-s", type=float, default=None)
-    p.add_argument("--out", default="neurofm-report")
+    p.add_argument(
+        "--window-s", type=float, default=None,
+        help="window length in seconds (default: the checkpoint's training window)",
+    )  # fmt: skip
+    p.add_argument(
+        "--out", default=None,
+        help="report folder (default: <checkpoint>-report beside the checkpoint folder)",
+    )  # fmt: skip
     p.set_defaults(func=run)

@@ -103,13 +103,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="folder of the new sessions")
     p.add_argument("--sessions", default=None, help="comma-separated session ids (default: all)")
     p.add_argument("--out", required=True, help="checkpoint folder to write")
-    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--steps", type=int, default=300, help="training steps (default 300)")
     p.add_argument("--unfreeze-after", type=int, default=None, help="train everything from step N")
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=3e-3, help="learning rate (default 3e-3)")
+    p.add_argument("--batch-size", type=int, default=8, help="windows per step (default 8)")
     p.add_argument("--window-s", type=float, default=None, help="default: the checkpoint's")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="auto: cuda when available")  # fmt: skip
     add_run_options(
         p,
         resume_help="continue an interrupted fine-tuning run (refused if the state is another "
@@ -117,5 +118,5 @@ def register(sub: argparse._SubParsersAction) -> None:
         overwrite_help="delete an earlier run's checkpoint and state at OUT first "
         "(without it an existing OUT is refused)",
     )
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

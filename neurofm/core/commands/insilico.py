@@ -167,8 +167,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--spots-config", default=None, metavar="JSON",
                    help='options of the spot family, e.g. \'{"rows": 18, "columns": 32}\'')  # fmt: skip
     p.add_argument("--mei-steps", type=int, default=30, help="gradient steps per MEI")
-    p.add_argument("--mei-kind", choices=("static", "movie"), default="static")
-    p.add_argument("--mei-parametrisation", choices=("pixel", "fourier"), default="pixel")
+    p.add_argument("--mei-kind", choices=("static", "movie"), default="static",
+                   help="one image for the whole stimulus, or one per frame")  # fmt: skip
+    p.add_argument("--mei-parametrisation", choices=("pixel", "fourier"), default="pixel",
+                   help="pixels (gradient smoothed) or 1/f-scaled Fourier coefficients")  # fmt: skip
     p.add_argument("--natural-frames", type=int, default=1000,
                    help="test-tier frames whose best response each MEI is compared with")  # fmt: skip
     p.add_argument("--window-s", type=float, default=None,

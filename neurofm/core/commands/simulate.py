@@ -28,6 +28,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("out", help="output folder (must not exist unless --overwrite)")
     p.add_argument("--config", help="SimulationConfig as JSON or YAML")
     p.add_argument("--tiny", action="store_true", help="the small test-size configuration")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--seed", type=int, default=None, help="seed over the configuration's")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     p.set_defaults(func=run)
