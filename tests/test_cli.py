@@ -98,6 +98,41 @@ def test_evaluate_the_demo_checkpoint(demo: tuple[Path, str], tmp_path: Path) ->
     assert "responses_from_stimulus" in stdout and "calcium" in stdout
 
 
+def test_demo_refuses_a_folder_it_did_not_write(tmp_path: Path) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep")
+    code, _, stderr = _run(["demo", "--quick", "--out", str(out)])
+    assert code == 2
+    assert "neurofm demo: error:" in stderr and "which the demo did not write" in stderr
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+def test_demo_claims_only_its_own_folder(tmp_path: Path) -> None:
+    from neurofm.core.commands.demo import MARKER, claim_demo_folder
+    from neurofm.errors import NeurofmError
+
+    out = tmp_path / "demo"
+    assert claim_demo_folder(out) is False  # a new folder
+    assert json.loads((out / MARKER).read_text())["written_by"].endswith(" demo")
+    (out / "report").mkdir()
+    assert claim_demo_folder(out) is True  # a previous demo: replaced, and said so
+    (out / "extra.txt").write_text("x")
+    with pytest.raises(NeurofmError, match=r"extra\.txt"):
+        claim_demo_folder(out)  # the marker does not cover what the demo never writes
+    # a folder from before the marker: simulated data (simulation.json) is the demo's ...
+    legacy = tmp_path / "legacy"
+    (legacy / "data").mkdir(parents=True)
+    (legacy / "data" / "simulation.json").write_text("{}")
+    assert claim_demo_folder(legacy) is True
+    # ... real data without it is not
+    real = tmp_path / "real"
+    (real / "data").mkdir(parents=True)
+    with pytest.raises(NeurofmError, match="did not write"):
+        claim_demo_folder(real)
+    assert not (real / MARKER).exists()
+
+
 def test_evaluate_writes_its_report_beside_the_checkpoint_by_default(
     demo: tuple[Path, str], tmp_path: Path
 ) -> None:

@@ -58,7 +58,15 @@ def verify(folder: Path, format_name: str, required: Iterable[str] = ()) -> None
             differs (changed or truncated), a file present but not listed (unknown), a required file
             not listed.
     """
+    from neurofm.core.folders import describe, hint
+
+    checkpoint = format_name == "neurofm.checkpoint"
     if not (folder / MANIFEST).is_file():
+        found = describe(folder) if folder.is_dir() else "not a folder"
+        if checkpoint and found != "a folder neurofm did not write" and folder.is_dir():
+            raise NeurofmError(
+                f"{folder} is {found}, not a checkpoint; {hint(folder, 'checkpoint')}"
+            )
         raise NeurofmError(
             f"{folder} has no {MANIFEST}: it is not a {format_name} folder written by this "
             f"neurofm (or was written by an older one); re-save it"
@@ -66,6 +74,10 @@ def verify(folder: Path, format_name: str, required: Iterable[str] = ()) -> None
     manifest = read_json(folder / MANIFEST)
     if not isinstance(manifest, dict) or manifest.get("format") != format_name:
         found = manifest.get("format") if isinstance(manifest, dict) else manifest
+        if checkpoint and found == "neurofm.session":
+            raise NeurofmError(
+                f"{folder} is a session folder, not a checkpoint; {hint(folder, 'checkpoint')}"
+            )
         raise NeurofmError(f"{folder / MANIFEST} describes {found!r}, expected {format_name!r}")
     listed = manifest.get("files", {})
     if not isinstance(listed, dict):

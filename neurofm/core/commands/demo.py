@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -21,6 +22,9 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     start = time.perf_counter()
     out = Path(args.out)
+    replacing = claim_demo_folder(out)
+    if replacing:
+        print(f"replacing the previous demo in {out} (its data, checkpoint and report)")
     sim = SimulationConfig.tiny() if args.quick else SimulationConfig()
     sim = sim.model_copy(update={"seed": args.seed})
     print(
@@ -74,6 +78,46 @@ def run(args: argparse.Namespace) -> int:
 
 
 MIN_STEPS, MAX_STEPS = 20, 6000
+MARKER = "neurofm-demo.json"  # written into the demo's folder: the folder is the demo's to replace
+_WRITES = {"data", "checkpoint", "report", MARKER}
+
+
+def claim_demo_folder(out: Path) -> bool:
+    """Make ``out`` the demo's folder; returns whether a previous demo is being replaced.
+
+    A folder the demo did not write is refused: one holding anything besides the demo's
+    ``data/``, ``checkpoint/``, ``report/`` and marker file, or whose ``data/`` is not simulated
+    (no ``simulation.json``) and that has no marker. Hidden left-overs of interrupted writes are
+    ignored.
+    """
+    from neurofm import __version__
+    from neurofm.core.io import atomic_write_text
+    from neurofm.errors import NeurofmError
+
+    replacing = False
+    if out.exists():
+        if not out.is_dir():
+            raise NeurofmError(
+                f"--out {out} is a file; the demo needs a folder. Choose another --out"
+            )
+        entries = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+        ours = (out / MARKER).is_file() or (
+            set(entries) <= _WRITES
+            and (not (out / "data").exists() or (out / "data" / "simulation.json").is_file())
+        )
+        if (entries and not ours) or not set(entries) <= _WRITES:
+            shown = ", ".join(entries[:5]) + (" ..." if len(entries) > 5 else "")
+            raise NeurofmError(
+                f"--out {out} exists and holds {shown}, which the demo did not write (no {MARKER}); "
+                f"the demo replaces data/, checkpoint/ and report/ in its folder. Choose another "
+                f"--out or empty this folder"
+            )
+        replacing = bool(entries)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    atomic_write_text(out / MARKER, json.dumps(
+        {"written_by": f"neurofm {__version__} demo", "started": started}) + "\n")  # fmt: skip
+    return replacing
 
 
 def _positive_int(text: str) -> int:

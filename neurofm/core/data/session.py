@@ -286,8 +286,15 @@ class Session:
 
 def open_dataset(root: str | Path, session_ids: list[str] | None = None) -> list[Session]:
     """Open every session folder directly under ``root`` (hidden/partial folders are ignored)."""
+    from neurofm.core.folders import describe, folder_format, hint
+
     root = Path(root)
     if (root / MANIFEST_NAME).is_file():
+        if folder_format(root) not in (None, "neurofm.session"):
+            raise SessionFormatError(
+                f"data path {root} is {describe(root)}, not a folder of sessions; "
+                f"{hint(root, 'data')}"
+            )
         return [Session.open(root)]
     if not root.is_dir():
         old = sorted(root.parent.glob(f".{root.name}.old-*")) if root.parent.is_dir() else []
@@ -299,6 +306,8 @@ def open_dataset(root: str | Path, session_ids: list[str] | None = None) -> list
             )
         raise SessionFormatError(f"data path {root} does not exist; expected a folder of sessions")
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    # folders that state another format (a checkpoint kept beside the sessions) are not sessions
+    folders = [p for p in folders if folder_format(p) in (None, "neurofm.session")]
     sessions = [Session.open(p) for p in folders if (p / MANIFEST_NAME).is_file()]
     if session_ids is not None:
         by_id = {s.session_id: s for s in sessions}
@@ -309,6 +318,11 @@ def open_dataset(root: str | Path, session_ids: list[str] | None = None) -> list
             )
         sessions = [by_id[i] for i in session_ids]
     if not sessions:
+        found = describe(root)
+        if found != "a folder neurofm did not write":
+            raise SessionFormatError(
+                f"no session folders under {root}: it is {found}; {hint(root, 'data')}"
+            )
         raise SessionFormatError(
             f"no session folders (with {MANIFEST_NAME}) under {root}; create some with "
             f"`neurofm simulate {root}` or `neurofm import ...`"
