@@ -247,3 +247,6 @@ class _SessionRun:
                 for predictor in ("model", "ln", "recorded"):
                     if predictor in buf:
                         example.setdefault(predictor, buf[predictor][:, :8].copy())
+                example.setdefault(
+                    "times", buf["times"] - buf["times"][0]
+                )  # s from the trial start

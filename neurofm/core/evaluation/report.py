@@ -78,33 +78,50 @@ def write_report(result: EvaluationResult, out: str | Path, *, extra: dict | Non
 
     if result.examples:
         key, example = next(iter(result.examples.items()))
+        task, session, stream = [*key.split(":"), "", "", ""][:3]
         rec = example["recorded"]
+        times = example.get("times", np.arange(rec.shape[0]))
         n = min(4, rec.shape[1])
         fig, axes = plt.subplots(n, 1, figsize=(9, 1.8 * n), sharex=True, squeeze=False)
         for i in range(n):
             ax = axes[i, 0]
-            ax.plot(rec[:, i], color="0.5", lw=1, label="recorded")
-            ax.plot(example["model"][:, i], color="C3", lw=1.2, label="model")
+            ax.plot(times, rec[:, i], color="0.5", lw=1, label="recorded")
+            ax.plot(times, example["model"][:, i], color="C3", lw=1.2, label="model")
             if "ln" in example:
-                ax.plot(example["ln"][:, i], color="C0", lw=1, ls="--", label="LN baseline")
+                ax.plot(times, example["ln"][:, i], color="C0", lw=1, ls="--", label="LN baseline")
             ax.set_ylabel(f"neuron {i}")
         axes[0, 0].legend(loc="upper right", fontsize=8)
-        axes[0, 0].set_title(f"first test trial, {key} (normalised units)")
-        axes[-1, 0].set_xlabel("sample")
+        axes[0, 0].set_title(
+            f"{task.replace('_', ' ')}: {stream} of session {session}, first test trial "
+            f"(normalised units)",
+            fontsize=9,
+        )
+        axes[-1, 0].set_xlabel("time from the trial start (s)" if "times" in example else "sample")
         fig.tight_layout()
         fig.savefig(out / "traces.png", dpi=110)
         plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for task, streams in result.tasks.items():
-        for stream, metrics in streams.items():
-            r = np.asarray(metrics.per_unit.get("single_trial_r", []), dtype=float)
-            r = r[np.isfinite(r)]
-            if r.size:
-                ax.hist(r, bins=30, alpha=0.5, label=f"{task} / {stream}")
-    ax.set_xlabel("per-neuron single-trial r (test tier)")
-    ax.set_ylabel("neurons")
-    ax.legend(fontsize=6)
+    panels = [
+        (task, stream, r[np.isfinite(r)])
+        for task, streams in result.tasks.items()
+        for stream, metrics in streams.items()
+        for r in [np.asarray(metrics.per_unit.get("single_trial_r", []), dtype=float)]
+        if np.isfinite(r).any()
+    ]
+    cols = min(4, max(1, len(panels)))
+    rows = max(1, int(np.ceil(len(panels) / cols)))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.0 * rows), squeeze=False,
+                             sharex=True)  # fmt: skip
+    for ax in axes.ravel()[len(panels) :]:
+        ax.axis("off")
+    for ax, (task, stream, r) in zip(axes.ravel(), panels, strict=False):
+        ax.hist(r, bins=25, color="C0")
+        ax.axvline(float(np.median(r)), color="C3", lw=1)
+        ax.set_title(f"{task.replace('_', ' ')}\n{stream}: median {np.median(r):.2f}", fontsize=7)
+        ax.tick_params(labelsize=6)
+    for ax in axes[-1]:
+        ax.set_xlabel("single-trial r", fontsize=7)
+    fig.suptitle("per-neuron single-trial r on the test tier (one panel per task)", fontsize=9)
     fig.tight_layout()
     fig.savefig(out / "r_histogram.png", dpi=110)
     plt.close(fig)
@@ -113,8 +130,9 @@ def write_report(result: EvaluationResult, out: str | Path, *, extra: dict | Non
 
 
 def _comparison_figure(result: EvaluationResult, path: Path, plt) -> None:
-    """Grouped bars: headline r (mean over neurons / channels) of model and baselines per task."""
-    labels, values = [], []
+    """Grouped bars: headline r (mean over neurons / channels) of model and baselines per task,
+    with the noise ceiling (single-trial r of per-unit streams) drawn over its group."""
+    labels, values, ceilings = [], [], []
     for task, streams in result.tasks.items():
         for stream, m in sorted(streams.items()):
             key = "single_trial_r" if "single_trial_r" in m.summary else "r"
@@ -122,6 +140,7 @@ def _comparison_figure(result: EvaluationResult, path: Path, plt) -> None:
                 continue
             labels.append(f"{task}\n{stream}")
             values.append([m.summary[key]] + [m.baselines.get(b, {}).get(key) for b in BASELINES])
+            ceilings.append(m.summary.get("ceiling_r") if key == "single_trial_r" else None)
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(labels)), 4))
     width = 0.2
     for j, name in enumerate(("model", *BASELINES)):
@@ -129,6 +148,12 @@ def _comparison_figure(result: EvaluationResult, path: Path, plt) -> None:
         ys = [v[j] for v in values if v[j] is not None]
         if ys:
             ax.bar(xs, ys, width, label=name)
+    drawn = False
+    for i, ceiling in enumerate(ceilings):
+        if ceiling is not None and np.isfinite(ceiling):
+            ax.hlines(ceiling, i - 2 * width, i + 2 * width, color="k", lw=1.5,
+                      label=None if drawn else "noise ceiling")  # fmt: skip
+            drawn = True
     ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=6)
     ax.set_ylabel("mean r (test tier)")
     ax.axhline(0, color="0.3", lw=0.8)
