@@ -44,7 +44,9 @@ def progress(
         return tqdm(iterable, total=total, disable=True)
     if _is_terminal(stream):
         return tqdm(iterable, total=total, desc=desc, unit=unit, leave=leave, file=stream)
-    return PlainProgress(iterable, total=total, desc=desc, unit=unit, stream=stream)
+    return PlainProgress(
+        iterable, total=total, desc=desc, unit=unit, stream=stream, quiet=not leave
+    )
 
 
 def _is_terminal(stream: IO[str]) -> bool:
@@ -56,7 +58,9 @@ def _is_terminal(stream: IO[str]) -> bool:
 
 class PlainProgress:
     """Progress as plain lines ``desc: n/total unit (p%) [elapsed] postfix``: at each quarter of
-    ``total``, at least every ``every_s`` seconds of work otherwise, and at the end."""
+    ``total``, at least every ``every_s`` seconds of work otherwise, and at the end. ``quiet``
+    (a transient bar, ``leave=False``: one session of an evaluation, say): only the lines of work
+    that lasts longer than ``every_s``, and the last line only after one of them."""
 
     def __init__(
         self,
@@ -67,6 +71,7 @@ class PlainProgress:
         unit: str = "it",
         stream: IO[str] | None = None,
         every_s: float = 60.0,
+        quiet: bool = False,
     ) -> None:
         self.iterable = iterable
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
@@ -74,6 +79,7 @@ class PlainProgress:
         self.total, self.desc, self.unit = total, desc, unit
         self.stream = stream if stream is not None else sys.stderr
         self.every_s = every_s
+        self.quiet = quiet
         self.n = 0
         self.postfix = ""
         self._start = self._last = time.monotonic()
@@ -100,7 +106,7 @@ class PlainProgress:
     def update(self, n: int = 1) -> None:
         self.n += n
         now = time.monotonic()
-        quarter = 4 * self.n // self.total if self.total else 0
+        quarter = 4 * self.n // self.total if self.total and not self.quiet else 0
         if (self.total and quarter > self._quarter and self.n < self.total) or (
             now - self._last >= self.every_s
         ):
@@ -114,7 +120,7 @@ class PlainProgress:
         if self._closed:
             return
         self._closed = True
-        if self._written_at != self.n:
+        if self._written_at != self.n and not (self.quiet and self._written_at < 0):
             self._write(time.monotonic())
 
     def _write(self, now: float) -> None:

@@ -55,3 +55,16 @@ def test_a_terminal_gets_tqdm_and_disabled_bars_write_nothing() -> None:
     bar.update(5)
     bar.close()
     assert quiet.getvalue() == ""
+
+
+def test_transient_bars_stay_quiet_in_a_log_unless_the_work_is_slow() -> None:
+    log = io.StringIO()
+    bar = progress(total=100, desc="session", leave=False, stream=log)
+    for _ in range(100):
+        bar.update(1)
+    bar.close()
+    assert log.getvalue() == ""  # quick transient work: nothing
+    slow = PlainProgress(total=4, desc="session", stream=log, every_s=0.0, quiet=True)
+    slow.update(2)
+    slow.close()
+    assert [line.split(" [")[0] for line in log.getvalue().splitlines()] == ["session: 2/4 (50%)"]
