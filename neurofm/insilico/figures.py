@@ -19,6 +19,17 @@ def _plt():
     return plt
 
 
+def _panels(n: int, width: float, height: float):
+    """A figure of ``n`` panels, at most 4 a row (``width x height`` inches each; spare panels
+    hidden): ``(fig, axes [rows, cols])``."""
+    cols = max(1, min(4, n))
+    rows = max(1, int(np.ceil(n / cols)))
+    fig, axes = _plt().subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    return fig, axes
+
+
 def _save(fig, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -28,15 +39,9 @@ def _save(fig, path: Path) -> None:
 def plot_tuning(result, path: Path, truth_deg: np.ndarray | None = None, n: int = 8) -> None:
     """Direction curves of the first ``n`` neurons (the true preferred orientation, where known,
     as dashed lines at it and its opposite direction)."""
-    plt = _plt()
     n = min(n, result.units.size)
-    cols = min(4, n)
-    rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.1 * rows), squeeze=False)
-    for i, ax in enumerate(axes.ravel()):
-        if i >= n:
-            ax.axis("off")
-            continue
+    fig, axes = _panels(n, 2.6, 2.1)
+    for i, ax in enumerate(axes.ravel()[:n]):
         ax.plot(result.directions, result.direction_curves[i], "o-", ms=3, color="C0")
         if result.gain is not None:
             for label, key, color in (
@@ -102,15 +107,9 @@ def plot_scatter(found: np.ndarray, true: np.ndarray, path: Path, *, labels, tit
 
 def plot_rf_maps(result, path: Path, truth_px: np.ndarray | None = None, n: int = 8) -> None:
     """Maps of the first ``n`` neurons with the found centre (+) and the true one (x)."""
-    plt = _plt()
     n = min(n, result.units.size)
-    cols = min(4, n)
-    rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.8 * cols, 1.9 * rows), squeeze=False)
-    for i, ax in enumerate(axes.ravel()):
-        if i >= n:
-            ax.axis("off")
-            continue
+    fig, axes = _panels(n, 2.8, 1.9)
+    for i, ax in enumerate(axes.ravel()[:n]):
         shown = result.linear[i] if result.linear is not None else result.maps[i]
         ax.imshow(shown, cmap="RdBu_r" if result.linear is not None else "viridis",
                   extent=_extent(result.x_px, result.y_px))  # fmt: skip

@@ -22,7 +22,8 @@ from typing import Literal
 import numpy as np
 import torch
 
-from neurofm.insilico.probe import InsilicoError, ModelProbe, progress_bar
+from neurofm.core.progress import progress as progress_bar
+from neurofm.insilico.probe import InsilicoError, ModelProbe
 from neurofm.insilico.receptive_fields import _blur, _pixels_only, _static
 
 __all__ = ["MEIResult", "image_orientation", "image_responses", "most_exciting_inputs"]
@@ -70,7 +71,7 @@ def most_exciting_inputs(
     frames = probe.n_frames if kind == "movie" else 1
     images = np.zeros((idx.size, frames, h, w), np.float32)
     trace = np.zeros((steps, idx.size))
-    bar = progress_bar(steps * idx.size, "MEI", progress)
+    bar = progress_bar(total=steps * idx.size, desc="MEI", enabled=progress, leave=False)
     gen = torch.Generator().manual_seed(seed)
     with probe.frozen():
         for start in range(0, idx.size, probe.batch_size):
@@ -104,7 +105,7 @@ def image_responses(probe: ModelProbe, images: np.ndarray, *, progress: bool = F
     whole stimulus period)."""
     _pixels_only(probe, "image responses")
     out = np.empty((images.shape[0], probe.n_units))
-    bar = progress_bar(images.shape[0], "images", progress)
+    bar = progress_bar(total=images.shape[0], desc="images", enabled=progress, leave=False)
     with probe.frozen(), torch.no_grad():
         for start in range(0, images.shape[0], probe.batch_size):
             chunk = torch.from_numpy(np.ascontiguousarray(images[start : start + probe.batch_size]))

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from neurofm.core.baselines.ln import normalise_stream
 from neurofm.core.data.session import Session
 from neurofm.core.data.windows import WindowSample
 from neurofm.core.interfaces import StreamTensor
@@ -33,7 +34,7 @@ from neurofm.core.tasks import StreamRule, TaskSpec
 from neurofm.errors import NeurofmError
 from neurofm.insilico.stimuli import Screen
 
-__all__ = ["InsilicoError", "ModelProbe", "progress_bar"]
+__all__ = ["InsilicoError", "ModelProbe"]
 
 
 class InsilicoError(NeurofmError, ValueError):
@@ -209,11 +210,7 @@ class ModelProbe:
         return mean, std
 
     def _normalise(self, name: str, raw: np.ndarray) -> np.ndarray:
-        mean, std = self._stats(name)
-        mode = self._norm[name]
-        if mode == "zscore":
-            return (raw - mean) / std
-        return raw / std if mode == "scale" else raw
+        return normalise_stream(self.session, name, raw, self._norm[name])
 
     def _stimulus_affine(self) -> tuple[float, float]:
         """``(value at contrast 0, value change per unit contrast)`` in the encoder's normalised
@@ -433,14 +430,6 @@ def _eval_mode(model) -> Iterator[None]:
         yield
     finally:
         model.train(was_training)
-
-
-def progress_bar(total: int, desc: str, progress: bool):
-    """A progress bar for ``total`` items (:func:`neurofm.core.progress.progress`: a few plain
-    lines when stderr is not a terminal)."""
-    from neurofm.core.progress import progress as bar
-
-    return bar(total=total, desc=desc, enabled=progress, leave=False)
 
 
 def _grid(duration: float, period: float) -> np.ndarray:

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from neurofm.insilico.probe import InsilicoError, ModelProbe, progress_bar
+from neurofm.core.progress import progress as progress_bar
+from neurofm.insilico.probe import InsilicoError, ModelProbe
 from neurofm.insilico.stimuli import Stimulus
 from neurofm.insilico.tuning import condition_responses
 
@@ -139,7 +140,9 @@ def gradient_receptive_fields(
     noise = rng.standard_normal((backgrounds, h, w)).astype(np.float32) * contrast
     energy = np.zeros((idx.size, h, w))
     linear = np.zeros((idx.size, h, w))
-    bar = progress_bar(idx.size * backgrounds, "gradient RF", progress)
+    bar = progress_bar(
+        total=idx.size * backgrounds, desc="gradient RF", enabled=progress, leave=False
+    )
     with probe.frozen():
         for start in range(0, idx.size, probe.batch_size):
             chunk = idx[start : start + probe.batch_size]

@@ -110,7 +110,7 @@ def run_insilico(checkpoint, data, out, settings: InsilicoSettings, *, overwrite
         for name, payload in files.items():
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(tmp / name, payload)
-        _figures(summary, tmp, settings)
+        _figures(summary, tmp)
         atomic_write_text(
             tmp / "summary.json", json.dumps(_public(summary), indent=2, allow_nan=False) + "\n"
         )
@@ -360,7 +360,7 @@ def _public(value):
     return value
 
 
-def _figures(summary: dict, folder: Path, settings: InsilicoSettings) -> None:
+def _figures(summary: dict, folder: Path) -> None:
     from neurofm.insilico import figures
 
     for sid, record in summary["sessions"].items():

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from neurofm.insilico.probe import InsilicoError, ModelProbe, progress_bar
+from neurofm.core.progress import progress as progress_bar
+from neurofm.insilico.probe import InsilicoError, ModelProbe
 from neurofm.insilico.stimuli import Stimulus
 
 __all__ = ["TuningResult", "condition_responses", "tuning_curves"]
@@ -80,7 +81,7 @@ def condition_responses(
     table = stimulus.conditions(probe.screen)
     indices = list(range(len(table))) if indices is None else list(indices)
     out = np.empty((len(indices), probe.n_units), np.float64)
-    bar = progress_bar(len(indices), desc, progress)
+    bar = progress_bar(total=len(indices), desc=desc, enabled=progress, leave=False)
     with probe.frozen(), torch.no_grad():
         for start in range(0, len(indices), probe.batch_size):
             chunk = indices[start : start + probe.batch_size]
