@@ -118,13 +118,14 @@ class TaskSampler:
         self.p = w / w.sum()
         self.tasks = [e.typical() if isinstance(e, ParametricTask) else e for e in self.entries]
 
+    def draw(self, rng: np.random.Generator) -> TaskSpec:
+        """One task: an entry by weight, then (for a family) a member with a fresh parameter."""
+        entry = self.entries[int(rng.choice(len(self.entries), p=self.p))]
+        return entry.draw(rng) if isinstance(entry, ParametricTask) else entry
+
     def sample(self, n: int, rng: np.random.Generator) -> list[TaskSpec]:
         """``n`` tasks, one per sample."""
-        out = []
-        for i in rng.choice(len(self.entries), size=n, p=self.p):
-            entry = self.entries[i]
-            out.append(entry.draw(rng) if isinstance(entry, ParametricTask) else entry)
-        return out
+        return [self.draw(rng) for _ in range(n)]
 
     @classmethod
     def from_mapping(cls, weights: Mapping[str, float]) -> TaskSampler:

@@ -46,11 +46,12 @@ def task_rng(seed: int, step: int, rank: int) -> np.random.Generator:
 
 @dataclass(frozen=True)
 class PlannedBatch:
-    """What one rank trains on at one step: ``draws[i] = (session index, t0)`` and task names."""
+    """What one rank trains on at one step: ``draws[i] = (session index, t0)`` and the task of
+    each window (a family's member drawn with its own parameter)."""
 
     step: int
     draws: tuple[tuple[int, float], ...]
-    tasks: tuple[str, ...]
+    tasks: tuple[TaskSpec, ...]
 
 
 @dataclass(frozen=True)
@@ -110,13 +111,8 @@ class BatchPlan(BaseNode[PlannedBatch]):
         first = (step * self.world_size + self.rank) * self.batch_size
         self.sampler.load_state_dict({"seed": self.seed, "drawn": first})
         draws = self.sampler.draw(self.batch_size)
-        names = [t.name for t in self.task_sampler.tasks]
         tasks = tuple(
-            names[
-                np.random.default_rng([self.seed, 1, step, first + i]).choice(
-                    len(names), p=self.task_sampler.p
-                )
-            ]
+            self.task_sampler.draw(np.random.default_rng([self.seed, 1, step, first + i]))
             for i in range(self.batch_size)
         )
         return PlannedBatch(step, tuple(draws), tasks)
@@ -187,12 +183,11 @@ class TrainLoader:
 
     def load(self, planned: PlannedBatch) -> LoadedBatch:
         """Read and normalise the windows of a planned batch (runs in worker threads)."""
-        by_name = {t.name: t for t in self.task_sampler.tasks}
         samples = [
             load_window(self.sessions[i], t0, self.window_s, self.normalization)
             for i, t0 in planned.draws
         ]
-        return LoadedBatch(planned.step, samples, [by_name[n] for n in planned.tasks])
+        return LoadedBatch(planned.step, samples, list(planned.tasks))
 
     def __iter__(self) -> Iterator[LoadedBatch]:
         return self

@@ -8,7 +8,8 @@ from neurofm.core.data import open_dataset
 from neurofm.core.data.loader import TrainLoader
 
 NORM = {"movie": "zscore", "pupil": "zscore", "running": "zscore", "calcium": "scale"}
-TASKS = {"forecast": 1.0, "behaviour_from_responses": 1.0, "responses_from_stimulus": 1.0}
+TASKS = {"forecast": 1.0, "behaviour_from_responses": 1.0, "responses_from_stimulus": 1.0,
+         "population_random": 1.0}  # fmt: skip
 
 
 def _loader(sessions, **kw) -> TrainLoader:
@@ -17,7 +18,7 @@ def _loader(sessions, **kw) -> TrainLoader:
 
 
 def _key(batch) -> list:
-    return [(w.session_id, w.t0, t.name) for w, t in zip(batch.samples, batch.tasks, strict=True)]
+    return [(w.session_id, w.t0, t) for w, t in zip(batch.samples, batch.tasks, strict=True)]
 
 
 def test_resume_yields_exactly_the_next_batch_despite_prefetch(tiny_data: Path) -> None:
@@ -53,3 +54,14 @@ def test_session_weights_choose_sessions(tiny_data: Path) -> None:
     loader = _loader(sessions, weights={only: 1.0, sessions[0].session_id: 0.0})
     ids = {w.session_id for _ in range(5) for w in next(loader).samples}
     assert ids == {only}
+
+
+def test_task_families_draw_a_member_per_window(tiny_data: Path) -> None:
+    sessions = open_dataset(tiny_data)
+    loader = _loader(sessions, tasks={"population_random": 1.0}, batch_size=8)
+    specs = [t for _ in range(4) for t in next(loader).tasks]
+    ks = {t.rules["@neural"].visible_units.count for t in specs}
+    assert {t.name for t in specs} == {"population_random"}
+    assert len(ks) > 10  # not the family's typical member (32 of 1-64) every time
+    again = _loader(sessions, tasks={"population_random": 1.0}, batch_size=8)
+    assert [t for _ in range(4) for t in next(again).tasks] == specs  # a function of the step
