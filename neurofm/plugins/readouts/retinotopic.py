@@ -28,7 +28,7 @@ prediction"):
 
 A sample without a visible stimulus uses ``bias_n + c_n(t)``, so every task works. The identity
 ``e_n`` (input side and context path) is a linear map of Fourier features of ``mu_n`` and of
-``w_n`` (both detached: only the stimulus path moves them) plus a learned residual; the feature weights are a shared vector plus a per-neuron
+``w_n`` plus a learned residual; the feature weights are a shared vector plus a per-neuron
 residual. A session added later (fine-tuning, zero-shot) starts with residuals and offsets at
 zero and the mean of the known sessions' maps ``M``: its neurons are predicted from their cortical
 coordinates alone.
@@ -223,13 +223,9 @@ class RetinotopicReadout(StimulusReadout):
     def unit_embeddings(self, session_id: str, units: Tensor) -> Tensor:
         key = self.checked_key(session_id)
         freqs = 2.0 ** torch.arange(self.config.position_frequencies, device=units.device)
-        # position and features enter detached: the identity serves every task (inputs,
-        # population context), and tasks without the stimulus would otherwise move where a
-        # neuron reads the screen and what it reads there (BENCHMARKS.md, "The demo")
-        mu, features = self._mu(key, units).detach(), self._features(key, units).detach()
-        angles = mu[..., None] * freqs * (math.pi / 2)  # [K, 2, F]
+        angles = self._mu(key, units)[..., None] * freqs * (math.pi / 2)  # [K, 2, F]
         fourier = torch.cat([angles.sin(), angles.cos()], -1).flatten(1)
-        ident = self.identity(torch.cat([fourier, features], -1))
+        ident = self.identity(torch.cat([fourier, self._features(key, units)], -1))
         return ident + self.residual[key][units]
 
     # -- predictions ----------------------------------------------------------------------------

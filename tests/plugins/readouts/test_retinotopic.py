@@ -81,22 +81,6 @@ def test_a_sample_without_the_stimulus_uses_the_context_path(tiny_data: Path) ->
     assert torch.isfinite(out.loss) and out.targets
 
 
-def test_tasks_without_the_stimulus_leave_where_and_what_neurons_read(tiny_data: Path) -> None:
-    sessions = open_dataset(tiny_data)
-    torch.manual_seed(0)
-    model = build_model(_config(), sessions)
-    batch = _batch(sessions, model, n=4)
-    ro = model.readout
-    key = ro.parameter_key(batch[0].session_id)
-    stimulus_side = [ro.delta[key], ro.retinotopy[key], ro.weights[key], ro.shared_weights]
-    model(batch, [get_task("population_8")] * 4).loss.backward()
-    assert ro.context.weight.grad.abs().sum() > 0  # the context path is trained by the task...
-    assert all(p.grad is None or not p.grad.any() for p in stimulus_side)  # ...the stimulus not
-    model.zero_grad()
-    model(batch, [get_task("responses_from_stimulus")] * 4).loss.backward()
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in stimulus_side)
-
-
 def test_refused_without_positioned_features(tiny_data: Path) -> None:
     sessions = open_dataset(tiny_data)
     tubelets = {"type": "movie", "height": 18, "width": 32, "patch_height": 6, "patch_width": 8}
