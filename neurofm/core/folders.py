@@ -31,14 +31,18 @@ def folder_format(path: Path) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _subfolders(path: Path) -> list[Path]:
+    """The visible sub-folders of ``path``, sorted (none when it cannot be listed)."""
+    try:
+        return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:
+        return []
+
+
 def _children(path: Path) -> dict[str, list[str]]:
     """format -> names of the sub-folders stating it."""
     out: dict[str, list[str]] = {}
-    try:
-        subs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-    except OSError:
-        return out
-    for sub in subs:
+    for sub in _subfolders(path):
         fmt = folder_format(sub)
         if fmt is not None:
             out.setdefault(fmt, []).append(sub.name)
@@ -65,11 +69,12 @@ def describe(path: Path) -> str:
 
 
 def _dataset_children(path: Path) -> list[str]:
-    try:
-        subs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-    except OSError:
-        return []
-    return [s.name for s in subs if folder_format(s) is None and "neurofm.session" in _children(s)]
+    """Names of the sub-folders that are folders of sessions."""
+    return [
+        s.name
+        for s in _subfolders(path)
+        if folder_format(s) is None and "neurofm.session" in _children(s)
+    ]
 
 
 def hint(path: Path, want: str) -> str:

@@ -62,8 +62,8 @@ def verify(folder: Path, format_name: str, required: Iterable[str] = ()) -> None
 
     checkpoint = format_name == "neurofm.checkpoint"
     if not (folder / MANIFEST).is_file():
-        found = describe(folder) if folder.is_dir() else "not a folder"
-        if checkpoint and found != "a folder neurofm did not write" and folder.is_dir():
+        found = describe(folder) if checkpoint and folder.is_dir() else None
+        if found is not None and found != "a folder neurofm did not write":
             raise NeurofmError(
                 f"{folder} is {found}, not a checkpoint; {hint(folder, 'checkpoint')}"
             )

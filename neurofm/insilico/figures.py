@@ -20,14 +20,9 @@ def _plt():
 
 
 def _panels(n: int, width: float, height: float):
-    """A figure of ``n`` panels, at most 4 a row (``width x height`` inches each; spare panels
-    hidden): ``(fig, axes [rows, cols])``."""
-    cols = max(1, min(4, n))
-    rows = max(1, int(np.ceil(n / cols)))
-    fig, axes = _plt().subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
-    for ax in axes.ravel()[n:]:
-        ax.axis("off")
-    return fig, axes
+    from neurofm.core.evaluation.report import panel_grid
+
+    return panel_grid(_plt(), n, width, height)
 
 
 def _save(fig, path: Path) -> None:

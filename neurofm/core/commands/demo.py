@@ -101,11 +101,9 @@ def claim_demo_folder(out: Path) -> bool:
                 f"--out {out} is a file; the demo needs a folder. Choose another --out"
             )
         entries = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
-        ours = (out / MARKER).is_file() or (
-            set(entries) <= _WRITES
-            and (not (out / "data").exists() or (out / "data" / "simulation.json").is_file())
-        )
-        if (entries and not ours) or not set(entries) <= _WRITES:
+        simulated = not (out / "data").exists() or (out / "data" / "simulation.json").is_file()
+        marked = (out / MARKER).is_file()
+        if not set(entries) <= _WRITES or (entries and not (marked or simulated)):
             shown = ", ".join(entries[:5]) + (" ..." if len(entries) > 5 else "")
             raise NeurofmError(
                 f"--out {out} exists and holds {shown}, which the demo did not write (no {MARKER}); "

@@ -10,7 +10,7 @@ import numpy as np
 from neurofm.core.evaluation.evaluate import EvaluationResult
 from neurofm.core.io import atomic_write_text
 
-__all__ = ["BASELINES", "format_table", "write_report"]
+__all__ = ["BASELINES", "format_table", "panel_grid", "write_report"]
 
 BASELINES = ("ln", "persistence", "mean")
 _METRICS = [
@@ -22,6 +22,18 @@ _METRICS = [
     ("oracle_r", "oracle r"),
     ("r", "r"),
 ]
+
+
+def panel_grid(plt, n: int, width: float, height: float, **subplots):
+    """A figure of ``n`` panels, at most 4 a row (``width x height`` inches each; spare panels
+    hidden): ``(fig, axes [rows, cols])``. ``subplots``: passed to ``plt.subplots``."""
+    cols = max(1, min(4, n))
+    rows = max(1, int(np.ceil(n / cols)))
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False,
+                             **subplots)  # fmt: skip
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    return fig, axes
 
 
 def _fmt(value: float | None) -> str:
@@ -108,12 +120,7 @@ def write_report(result: EvaluationResult, out: str | Path, *, extra: dict | Non
         for r in [np.asarray(metrics.per_unit.get("single_trial_r", []), dtype=float)]
         if np.isfinite(r).any()
     ]
-    cols = min(4, max(1, len(panels)))
-    rows = max(1, int(np.ceil(len(panels) / cols)))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.0 * rows), squeeze=False,
-                             sharex=True)  # fmt: skip
-    for ax in axes.ravel()[len(panels) :]:
-        ax.axis("off")
+    fig, axes = panel_grid(plt, len(panels), 2.6, 2.0, sharex=True)
     for ax, (task, stream, r) in zip(axes.ravel(), panels, strict=False):
         ax.hist(r, bins=25, color="C0")
         ax.axvline(float(np.median(r)), color="C3", lw=1)
