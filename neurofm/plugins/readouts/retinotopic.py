@@ -27,9 +27,15 @@ prediction"):
     raw_n(t) = bias_n + c_n(t) + exp(g_n(t)) * a_n * filtered_rate_n(t)
 
 A sample without a visible stimulus uses ``bias_n + c_n(t)``, so every task works. The identity
-``e_n`` (input side and context path) is a linear map of Fourier features of ``mu_n`` and of
-``w_n`` plus a learned residual; the feature weights are a shared vector plus a per-neuron
-residual. A session added later (fine-tuning, zero-shot) starts with residuals and offsets at
+``e_n`` (input side and context path) is a linear map of Fourier features of the position
+``mu_n`` and of ``w_n`` plus a learned residual. While the identity map trains (training from
+scratch), it reads the position without its gradient, so the context path cannot move where a
+neuron reads the screen (when it could, every task pulled the positions, and through the
+per-session map every neuron's, to suit the context: stimulus alone -> responses was 0.03 lower,
+BENCHMARKS.md, "In-silico experiments"). When the map is frozen (fine-tuning, where only new
+neurons' parameters train) it reads the position with its gradient: a new session's position and
+identity then adapt together (without it, fine-tuning a held-out animal diverged). The feature
+weights are a shared vector plus a per-neuron residual. A session added later (fine-tuning, zero-shot) starts with residuals and offsets at
 zero and the mean of the known sessions' maps ``M``: its neurons are predicted from their cortical
 coordinates alone.
 """
@@ -67,7 +73,7 @@ class RetinotopicConfig(PluginConfig):
     with 5 and 0.90 / 0.91 with 25, BENCHMARKS.md). ``mask_height`` / ``mask_width``: grid of the free logits
     (best: the feature map's size). ``filter_s``: length of the
     exponential filter on the rate (0: none); ``init_tau_s``: its starting time constant.
-    ``position_frequencies``: Fourier features of the position in the identity embedding.
+    ``position_frequencies``: Fourier features of the screen position in the identity embedding.
     ``logit_penalty`` / ``feature_l1``: weights of the training penalties (:meth:`penalty`) on
     the free logits (sum of squares per neuron) and on the feature weights (L1 per neuron).
     """
@@ -223,7 +229,10 @@ class RetinotopicReadout(StimulusReadout):
     def unit_embeddings(self, session_id: str, units: Tensor) -> Tensor:
         key = self.checked_key(session_id)
         freqs = 2.0 ** torch.arange(self.config.position_frequencies, device=units.device)
-        angles = self._mu(key, units)[..., None] * freqs * (math.pi / 2)  # [K, 2, F]
+        mu = self._mu(key, units)
+        if self.identity.weight.requires_grad:  # training the identity map: see the module doc
+            mu = mu.detach()
+        angles = mu[..., None] * freqs * (math.pi / 2)  # [K, 2, F]
         fourier = torch.cat([angles.sin(), angles.cos()], -1).flatten(1)
         ident = self.identity(torch.cat([fourier, self._features(key, units)], -1))
         return ident + self.residual[key][units]

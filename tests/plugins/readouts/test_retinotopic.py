@@ -52,6 +52,23 @@ def test_stimulus_path_model_reads_the_stimulus_at_each_neurons_place(tiny_data:
     assert model.readout.retinotopy[key].grad.abs().sum() > 0
 
 
+def test_only_the_stimulus_moves_where_neurons_read(tiny_data: Path) -> None:
+    # the identity reads the screen position without its gradient: a task without the stimulus
+    # trains the identity (through the feature weights and residuals) but not the positions
+    sessions = open_dataset(tiny_data)
+    torch.manual_seed(0)
+    model = build_model(_config(), sessions)
+    batch = _batch(sessions, model)
+    model(batch, [get_task("forecast")] * len(batch)).loss.backward()
+    readout = model.readout
+    keys = {readout.parameter_key(w.session_id) for w in batch}
+    assert all(readout.retinotopy[k].grad is None or not readout.retinotopy[k].grad.any()
+               for k in keys)  # fmt: skip
+    assert all(readout.delta[k].grad is None or not readout.delta[k].grad.any() for k in keys)
+    assert any(readout.residual[k].grad.abs().sum() > 0 for k in keys)
+    assert any(readout.weights[k].grad.abs().sum() > 0 for k in keys)
+
+
 def test_core_runs_once_per_batch(tiny_data: Path) -> None:
     sessions = open_dataset(tiny_data)
     model = build_model(_config(), sessions)
