@@ -35,9 +35,9 @@ per-session map every neuron's, to suit the context: stimulus alone -> responses
 BENCHMARKS.md, "In-silico experiments"). When the map is frozen (fine-tuning, where only new
 neurons' parameters train) it reads the position with its gradient: a new session's position and
 identity then adapt together (without it, fine-tuning a held-out animal diverged). The feature
-weights are a shared vector plus a per-neuron residual. A session added later (fine-tuning, zero-shot) starts with residuals and offsets at
-zero and the mean of the known sessions' maps ``M``: its neurons are predicted from their cortical
-coordinates alone.
+weights are a shared vector plus a per-neuron residual. A session added later (fine-tuning,
+zero-shot) starts with residuals and offsets at zero and the mean of the known sessions' maps
+``M``: its neurons are predicted from their cortical coordinates alone.
 """
 
 from __future__ import annotations
