@@ -13,7 +13,7 @@ The public surface (``__all__``), by what it is for:
   the plugin interfaces :class:`ModalityEncoder`, :class:`Readout`, :class:`Head` and their data
   types :class:`StreamTensor`, :class:`Tokens`, :class:`SessionUnits`; the stimulus path's
   :class:`PositionedStimulusEncoder`, :class:`StimulusReadout` and their data types
-  :class:`FeatureMap`, :class:`PositionedOutput`, :class:`StimulusView`;
+  :class:`FeatureMap`, :class:`PositionedOutput`, :class:`StimulusView`, :class:`ReadoutQuery`;
 - build one from a config or preset: :func:`build_model`, :func:`default_model_config`,
   :func:`get_preset`, :class:`ModelConfig`, :class:`ExperimentConfig`, :func:`load_config_file`,
   :func:`dump_config`;
@@ -59,6 +59,7 @@ _EXPORTS = {
     "PositionedStimulusEncoder": "neurofm.core.interfaces",
     "StimulusReadout": "neurofm.core.interfaces",
     "StimulusView": "neurofm.core.interfaces",
+    "ReadoutQuery": "neurofm.core.interfaces",
     "get_registry": "neurofm.registry",
     "NeurofmError": "neurofm.errors",
     # model

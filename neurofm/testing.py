@@ -34,7 +34,13 @@ within the stream's, the same in a batch as alone (in eval mode). A
 view must equal ``project``, and with views (with and without an eye position) it must give
 ``[Q, K, p]`` outputs that depend on the features, with gradients to them; one that sets
 ``unit_read_times`` must accept per-unit read times ``[Q, K]`` and give, for the query times
-repeated per unit, the outputs of ``[Q]`` times.
+repeated per unit, the outputs of ``[Q]`` times. A readout's batched calls
+(``unit_embeddings_batch``, ``project_batch``, ``project_stimulus_batch``: the model's one call
+per batch) must give, for every request of several sessions, what the one-request calls give.
+
+``tokenize_batch`` (the model's one call per stream and batch) must give, stream by stream, what
+``tokenize`` gives, for streams of one and of different lengths, an empty one, one with invalid
+entries and (per-unit encoders) one with a subset of the units.
 
 Per-unit sample times: a per-unit encoder also gets the stream with per-unit time offsets
 (``StreamTensor.unit_time_offset_s``, within one sampling period); its tokens must then be valid
@@ -69,6 +75,7 @@ from neurofm.core.interfaces import (
     PositionedOutput,
     PositionedStimulusEncoder,
     Readout,
+    ReadoutQuery,
     SessionUnits,
     StimulusReadout,
     StimulusView,
@@ -299,11 +306,58 @@ def check_modality(
 
     if encoder.per_unit:
         _check_unit_offsets(what, encoder, stream, units, d_model)
+    if not isinstance(encoder, PositionedStimulusEncoder):
+        _check_tokenize_batch(what, encoder, stream, units, empty, empty_units)
 
     _check_penalty(what, encoder)
     _check_reload(what, build, encoder, lambda m: (m.tokenize(stream, units).features,))
     if isinstance(encoder, PositionedStimulusEncoder):
         _check_positioned(what, encoder, stream, empty, d_model)
+
+
+def _check_tokenize_batch(
+    what: str,
+    encoder: ModalityEncoder,
+    stream: StreamTensor,
+    units: Tensor | None,
+    empty: StreamTensor,
+    empty_units: Tensor | None,
+) -> None:
+    """``tokenize_batch`` gives, sample by sample, what ``tokenize`` gives: samples of one and of
+    different lengths, an empty one, invalid entries, and (per-unit) a subset of the units."""
+    half = stream.n_samples // 2
+
+    def part(s: StreamTensor, rows: slice, cols: slice | None = None) -> StreamTensor:
+        values, valid = s.values[rows], s.valid[rows]
+        offsets = s.unit_time_offset_s
+        if cols is not None:
+            values, valid = values[:, cols], valid[:, cols]
+            offsets = None if offsets is None else offsets[cols]
+        return StreamTensor(values, valid, s.times[rows], s.period_s, offsets)
+
+    everything = slice(None)
+    samples = [(stream, units), (empty, empty_units), (_invalidate(stream), units),
+               (part(stream, slice(half, None)), units),
+               (StreamTensor(stream.values.flip(0), stream.valid, stream.times, stream.period_s),
+                None if units is None else -units)]  # fmt: skip
+    if encoder.per_unit and units is not None and units.shape[0] > 1:
+        cols = slice(0, units.shape[0] // 2)
+        samples.append((part(stream, everything, cols), units[cols]))
+    streams = [s for s, _ in samples]
+    embeddings = [u for _, u in samples] if encoder.per_unit else None
+    with torch.no_grad():
+        batched = encoder.tokenize_batch(streams, embeddings)
+        each = [encoder.tokenize(s, u) for s, u in samples]
+    if not isinstance(batched, list) or len(batched) != len(samples):
+        raise _fail(what, "tokenize_batch must return a list with one Tokens per stream")
+    for one, alone in zip(batched, each, strict=True):
+        _check_tokens(what, one, encoder.d_model, None)
+        if not (
+            one.features.shape == alone.features.shape
+            and torch.allclose(one.features, alone.features, atol=1e-5)
+            and torch.allclose(one.times, alone.times, atol=1e-6)
+        ):
+            raise _fail(what, "tokenize_batch must give, per stream, what tokenize gives")
 
 
 def _check_unit_offsets(
@@ -452,11 +506,40 @@ def check_readout(
         raise _fail(what, "add_sessions changed the outputs of an existing session")
     _check_finite(what, "outputs for an added session", new)
 
+    _check_batched(what, readout, h, units)
     _check_penalty(what, readout)
     readout = build()
     _check_reload(what, build, readout, lambda m: (m.project(h, "s.b", torch.tensor([0, 3])),))
     if isinstance(readout, StimulusReadout):
         _check_stimulus_readout(what, readout, h, units, params_per_unit)
+
+
+def _same(one: list, each: list) -> bool:
+    return len(one) == len(each) and all(
+        tuple(a.shape) == tuple(b.shape) and torch.allclose(a, b, atol=1e-5)
+        for a, b in zip(one, each, strict=True)
+    )
+
+
+def _check_batched(what: str, readout: Readout, h: Tensor, units: Tensor) -> None:
+    """The batched calls give, for every request, what the one-request calls give."""
+    requests = [("s-a", units), ("s.b", torch.tensor([1, 2])), ("s-a", units[:1]),
+                ("s.b", units[:0])]  # fmt: skip
+    queries = [ReadoutQuery(h, "s-a", units), ReadoutQuery(h[:3], "s.b", torch.tensor([3, 0])),
+               ReadoutQuery(h[:2], "s-a", units[1:]), ReadoutQuery(h, "s-a", units[:0])]  # fmt: skip
+    readout.eval()
+    with torch.no_grad():
+        embeddings = readout.unit_embeddings_batch(requests)
+        each_embedding = [readout.unit_embeddings(sid, u) for sid, u in requests]
+        projected = readout.project_batch(queries)
+        each_projected = [readout.project(q.h, q.session_id, q.units) for q in queries]
+    readout.train()
+    if not _same(list(embeddings), each_embedding):
+        raise _fail(
+            what, "unit_embeddings_batch must give, per request, what unit_embeddings gives"
+        )
+    if not _same(list(projected), each_projected):
+        raise _fail(what, "project_batch must give, per query, what project gives")
 
 
 def _check_stimulus_readout(
@@ -490,8 +573,21 @@ def _check_stimulus_readout(
         raise _fail(what, "project_stimulus outputs do not depend on the feature map")
     if readout.unit_read_times:
         _check_unit_read_times(what, readout, h, units, times, [StimulusView(fmap, eye)], p)
+    other = FeatureMap(values.detach().flip(0), fmap.times, fmap.period_s)
+    queries = [ReadoutQuery(h, "s-a", units, times, [StimulusView(fmap, eye)]),
+               ReadoutQuery(h[:3], "s.b", units[:2] % 4, times[:3], []),
+               ReadoutQuery(h, "s-a", units[1:], times, [StimulusView(other, eye)]),
+               ReadoutQuery(h[:4], "s.b", units[:1], times[:4], [StimulusView(other)]),
+               ReadoutQuery(h, "s-a", units, times, [StimulusView(fmap), StimulusView(other)])]  # fmt: skip
     with torch.no_grad():
+        batched = readout.project_stimulus_batch(queries)
+        each = [readout.project_stimulus(q.h, q.session_id, q.units, q.times, q.stimulus)
+                for q in queries]  # fmt: skip
         empty = readout.project_stimulus(h[:0], "s-a", units, times[:0], [StimulusView(fmap)])
+    if not _same(list(batched), each):
+        raise _fail(
+            what, "project_stimulus_batch must give, per query, what project_stimulus gives"
+        )
     if tuple(empty.shape) != (0, len(units), p):
         raise _fail(what, f"no queries gave {tuple(empty.shape)}")
     readout.train()

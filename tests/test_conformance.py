@@ -13,7 +13,7 @@ from neurofm import registry
 from neurofm.core.config import PluginConfig
 from neurofm.core.interfaces import ModalityEncoder, StreamTensor, Tokens
 from neurofm.core.tokenization import series_tokens
-from neurofm.testing import check_config, check_modality, check_plugin
+from neurofm.testing import check_config, check_modality, check_plugin, check_readout
 
 PLUGINS = [(kind, name) for kind, reg in registry.REGISTRIES.items() for name in reg.list()]
 
@@ -130,3 +130,44 @@ class _TokensForNothingTrainable(_GoodSeries):
 def test_kit_requires_no_tokens_for_absent_data() -> None:
     with pytest.raises(AssertionError, match="zero-length input"):
         check_modality(_TokensForNothingTrainable)
+
+
+def test_kit_rejects_batched_readout_calls_that_disagree() -> None:
+    from neurofm.plugins.readouts.retinotopic import RetinotopicConfig, RetinotopicReadout
+
+    class Reversed(RetinotopicReadout):  # answers a batch's queries in the wrong order
+        def project_stimulus_batch(self, queries):
+            return super().project_stimulus_batch(queries)[::-1]
+
+    class Shifted(RetinotopicReadout):  # every identity after the first request is off
+        def unit_embeddings_batch(self, requests):
+            out = super().unit_embeddings_batch(requests)
+            return [out[0], *(e + 1.0 for e in out[1:])]
+
+    check_readout(RetinotopicReadout, RetinotopicConfig(), name="retinotopic")
+    with pytest.raises(AssertionError, match="project_batch must give, per query"):
+        check_readout(Reversed, RetinotopicConfig(), name="retinotopic")
+    with pytest.raises(AssertionError, match="unit_embeddings_batch must give, per request"):
+        check_readout(Shifted, RetinotopicConfig(), name="retinotopic")
+
+
+def test_kit_rejects_a_batched_tokenize_that_disagrees() -> None:
+    from neurofm.plugins.modalities.calcium import CalciumConfig, CalciumEncoder
+    from neurofm.plugins.modalities.pupil import PupilConfig, PupilEncoder
+
+    class Pooled(PupilEncoder):  # mixes the samples of a batch
+        def tokenize_batch(self, streams, unit_embeddings=None):
+            out = super().tokenize_batch(streams, unit_embeddings)
+            return [out[-1], *out[1:-1], out[0]]
+
+    class Unordered(CalciumEncoder):  # gives each sample the first sample's identities
+        def tokenize_batch(self, streams, unit_embeddings=None):
+            first = unit_embeddings[0]
+            return super().tokenize_batch(
+                streams, [first[: e.shape[0]] if e is not None else e for e in unit_embeddings]
+            )
+
+    with pytest.raises(AssertionError, match="tokenize_batch must give, per stream"):
+        check_modality(Pooled, PupilConfig(), name="pupil")
+    with pytest.raises(AssertionError, match="tokenize_batch must give, per stream"):
+        check_modality(Unordered, CalciumConfig(), name="calcium")

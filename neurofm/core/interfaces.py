@@ -25,6 +25,7 @@ __all__ = [
     "PositionedOutput",
     "PositionedStimulusEncoder",
     "Readout",
+    "ReadoutQuery",
     "Role",
     "SessionUnits",
     "StimulusReadout",
@@ -127,6 +128,22 @@ class StimulusView:
 
 
 @dataclass(frozen=True)
+class ReadoutQuery:
+    """One sample's target block for a readout: its backbone outputs, session and units, and (for
+    a :class:`StimulusReadout`) the read times and the sample's stimulus views.
+
+    Shape: h ``[Q, d_model]``; units ``[K]``; times ``[Q]`` or ``[Q, K]`` (see
+    :meth:`StimulusReadout.project_stimulus`), or None for :meth:`Readout.project`.
+    """
+
+    h: Tensor
+    session_id: str
+    units: Tensor
+    times: Tensor | None = None
+    stimulus: Sequence[StimulusView] = ()
+
+
+@dataclass(frozen=True)
 class SessionUnits:
     """What a readout knows of one session's neurons. Shape: position_um ``[N, 3]``, area ``[N]``."""
 
@@ -181,6 +198,23 @@ class ModalityEncoder(_Plugin):
             unit_embeddings: ``[N, d_model]`` identities of the stream's units (per-unit streams only),
                 in the order of ``stream.values``' columns.
         """
+
+    def tokenize_batch(
+        self,
+        streams: Sequence[StreamTensor],
+        unit_embeddings: Sequence[Tensor | None] | None = None,
+    ) -> list[Tokens]:
+        """:meth:`tokenize` of every sample of a batch that shows this stream: the model calls
+        it once per stream and batch. The default calls :meth:`tokenize` once per sample; an
+        encoder may override it with fewer, larger operations, which must give the same tokens
+        (the conformance kit checks it).
+
+        Args:
+            streams: one visible stream per sample.
+            unit_embeddings: per sample, as for :meth:`tokenize` (None: none for every sample).
+        """
+        embeddings = [None] * len(streams) if unit_embeddings is None else unit_embeddings
+        return [self.tokenize(stream, emb) for stream, emb in zip(streams, embeddings, strict=True)]
 
     def target_channels(self, sample_shape: tuple[int, ...]) -> int:
         """Channels predicted when this stream is a target (non per-unit streams): ``C`` of ``[T, C]``."""
@@ -253,6 +287,19 @@ class Readout(_Plugin):
     @abstractmethod
     def project(self, h: Tensor, session_id: str, units: Tensor) -> Tensor:
         """Raw per-unit outputs ``[Q, K, params_per_unit]`` from backbone outputs ``h [Q, d_model]``."""
+
+    def unit_embeddings_batch(self, requests: Sequence[tuple[str, Tensor]]) -> list[Tensor]:
+        """:meth:`unit_embeddings` of several ``(session_id, units)`` at once (the model asks for
+        every sample of a batch in one call). The default calls :meth:`unit_embeddings` once per
+        request; a readout may override it with fewer, larger operations, which must give the
+        same values (the conformance kit checks it)."""
+        return [self.unit_embeddings(session_id, units) for session_id, units in requests]
+
+    def project_batch(self, queries: Sequence[ReadoutQuery]) -> list[Tensor]:
+        """:meth:`project` of several target blocks at once (the model's one call per batch):
+        ``[Q_i, K_i, params_per_unit]`` per query. The default calls :meth:`project` once per
+        query; an override must give the same values."""
+        return [self.project(q.h, q.session_id, q.units) for q in queries]
 
     @abstractmethod
     def add_sessions(self, sessions: Mapping[str, SessionUnits]) -> None:
@@ -338,6 +385,15 @@ class StimulusReadout(Readout):
         ``k``'s sample of query ``q`` was taken (the stimulus is read there; ``h`` stays the
         backbone output of query ``q``). ``times[:, None].expand(Q, K)`` must give the same
         outputs as ``times``."""
+
+    def project_stimulus_batch(self, queries: Sequence[ReadoutQuery]) -> list[Tensor]:
+        """:meth:`project_stimulus` of several target blocks at once (the model's one call per
+        batch; each query's ``times`` is set). The default calls :meth:`project_stimulus` once
+        per query; an override (one batched computation) must give the same values (the
+        conformance kit checks it)."""
+        return [
+            self.project_stimulus(q.h, q.session_id, q.units, q.times, q.stimulus) for q in queries
+        ]
 
 
 class Head(_Plugin):

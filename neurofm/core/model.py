@@ -27,6 +27,7 @@ from neurofm.core.interfaces import (
     Normalization,
     PositionedStimulusEncoder,
     Readout,
+    ReadoutQuery,
     StimulusReadout,
     StimulusView,
     StreamTensor,
@@ -303,7 +304,8 @@ class NeuroFM(nn.Module):
     # -- step 2: encode --------------------------------------------------------------------------
     def _encode(self, batch, masked):
         """Input tokens per sample (features ``[n, d]``, spans ``[n, 2]``) and, per sample, the
-        stimulus views the readout reads. Positioned encoders run once per batch."""
+        stimulus views the readout reads. Each encoder runs once per batch (``tokenize_batch``,
+        or ``encode_batch`` for positioned ones), as does the readout's identity lookup."""
         d, device = self.backbone.d_model, self.device
         xs: list[list[Tensor]] = [[] for _ in batch]
         ts: list[list[Tensor]] = [[] for _ in batch]
@@ -313,11 +315,15 @@ class NeuroFM(nn.Module):
             visible = []
             for b, streams in enumerate(masked):
                 if name in streams:
-                    sub = self._visible(enc, batch[b].session_id, streams[name])
+                    sub = self._visible(enc, streams[name])
                     if sub is not None:
                         visible.append((b, *sub))
             if not visible:
                 continue
+            if enc.per_unit:  # the units' identities, for every sample in one call
+                requests = [(batch[b].session_id, units) for b, _, units in visible]
+                identities = self.readout.unit_embeddings_batch(requests)
+                visible = [(b, sub, e) for (b, sub, _), e in zip(visible, identities, strict=True)]
             if isinstance(enc, PositionedStimulusEncoder):
                 outputs = enc.encode_batch([sub for _, sub, _ in visible])
                 for (b, _, _), out in zip(visible, outputs, strict=True):
@@ -327,33 +333,43 @@ class NeuroFM(nn.Module):
                         eye = self._eye(masked[b], out.features.times)
                         stimulus[b].append(StimulusView(out.features, eye))
             else:
-                for b, sub, unit_emb in visible:
-                    self._add_tokens(name, enc, enc.tokenize(sub, unit_emb), xs[b], ts[b])
+                embeddings = [e for _, _, e in visible] if enc.per_unit else None
+                tokens = enc.tokenize_batch([sub for _, sub, _ in visible], embeddings)
+                if len(tokens) != len(visible):
+                    raise ValueError(
+                        f"encoder for stream {name!r} ({_describe_plugin(enc)}) returned "
+                        f"{len(tokens)} token sets for {len(visible)} samples; expected one per "
+                        f"sample. Report this to the plugin's authors."
+                    )
+                for (b, _, _), tok in zip(visible, tokens, strict=True):
+                    self._add_tokens(name, enc, tok, xs[b], ts[b])
         in_x = [torch.cat(x) if x else torch.zeros(0, d, device=device) for x in xs]
         in_t = [torch.cat(t) if t else torch.zeros(0, 2, device=device) for t in ts]
         return in_x, in_t, stimulus
 
-    def _visible(self, enc, session_id, masked: MaskedStream):
-        """``(visible sub-stream, unit identities or None)``, or None when nothing is visible."""
+    def _visible(self, enc, masked: MaskedStream):
+        """``(visible sub-stream, visible unit indices or None)``, or None when nothing is
+        visible."""
         stream, mask = masked.stream, masked.mask
-        vis = torch.from_numpy(mask.visible_time).to(stream.values.device)
-        if not bool(vis.any()):
+        device = stream.values.device
+        if not mask.visible_time.any():
             return None
+        vis = _selector(mask.visible_time, device)
         sub = StreamTensor(
             stream.values[vis], stream.valid[vis], stream.times[vis], stream.period_s
         )
-        unit_emb = None
+        units = None
         if enc.per_unit:
-            units = torch.from_numpy(mask.visible_units).to(stream.values.device)
-            if units.numel() == 0:
+            if mask.visible_units.size == 0:
                 return None
+            units = torch.from_numpy(mask.visible_units).to(device)
+            cols = _selector(mask.visible_units, device, indices=True)
             offsets = stream.unit_time_offset_s
             sub = StreamTensor(
-                sub.values[:, units], sub.valid[:, units], sub.times, sub.period_s,
-                None if offsets is None else offsets[units],
+                sub.values[:, cols], sub.valid[:, cols], sub.times, sub.period_s,
+                None if offsets is None else offsets[cols],
             )  # fmt: skip
-            unit_emb = self.readout.unit_embeddings(session_id, units)
-        return sub, unit_emb
+        return sub, units
 
     def _add_tokens(self, name, enc, tokens, xs: list, ts: list) -> None:
         if tokens.features.shape[-1] != self.backbone.d_model or tokens.times.shape != (
@@ -391,11 +407,11 @@ class NeuroFM(nn.Module):
         if name is None or name not in streams:
             return None
         stream, mask = streams[name].stream, streams[name].mask
-        vis = torch.from_numpy(mask.visible_time).to(stream.values.device)
-        if not bool(vis.any()):
+        if not mask.visible_time.any():
             return None
-        values = stream.values[vis].reshape(int(vis.sum()), -1)[:, :2]
-        return _interpolate(stream.times[vis], values, times)
+        vis = _selector(mask.visible_time, stream.values.device)
+        values = stream.values[vis]
+        return _interpolate(stream.times[vis], values.reshape(values.shape[0], -1)[:, :2], times)
 
     # -- step 3: targets -------------------------------------------------------------------------
     def _targets(self, masked):
@@ -408,19 +424,18 @@ class NeuroFM(nn.Module):
             qs, qts = [], []
             for name, item in streams.items():
                 stream, mask = item.stream, item.mask
-                tgt = torch.from_numpy(mask.target_time).to(device)
-                if name not in self.query_names or not bool(tgt.any()):
+                if name not in self.query_names or not mask.target_time.any():
                     continue
-                units = (
-                    None
-                    if mask.target_units is None
-                    else torch.from_numpy(mask.target_units).to(device)
-                )
-                if units is not None and units.numel() == 0:
-                    continue
+                units = None
+                if mask.target_units is not None:
+                    if mask.target_units.size == 0:
+                        continue
+                    units = torch.from_numpy(mask.target_units).to(device)
+                tgt = _selector(mask.target_time, device)
                 values, valid = stream.values[tgt], _channel_valid(stream)[tgt]
                 if units is not None:
-                    values, valid = values[:, units], valid[:, units]
+                    cols = _selector(mask.target_units, device, indices=True)
+                    values, valid = values[:, cols], valid[:, cols]
                 if mask.target_excluded is not None:  # entries that are also visible inputs
                     valid = valid & ~torch.from_numpy(mask.target_excluded).to(device)
                 times = stream.times[tgt]
@@ -442,21 +457,18 @@ class NeuroFM(nn.Module):
             list(torch.split(h, self._query_counts(pending, len(batch)))) if pending else []
         )
         cursor = [0] * len(batch)
+        parts = []
         for p in pending:
+            q = p.times.shape[0]
+            parts.append(per_sample[p.sample][cursor[p.sample] : cursor[p.sample] + q])
+            cursor[p.sample] += q
+        projected = iter(self._project_units(batch, pending, parts, stimulus))
+        for p, part in zip(pending, parts, strict=True):
             b, name, times, units = p.sample, p.stream, p.times, p.units
             q = times.shape[0]
-            part = per_sample[b][cursor[b] : cursor[b] + q]
-            cursor[b] += q
             head = self.head(name)
             if units is not None:
-                sid = batch[b].session_id
-                if self.reads_stimulus:
-                    read = times
-                    if p.unit_time_offset_s is not None and self.readout.unit_read_times:
-                        read = times[:, None] + p.unit_time_offset_s[None, :]  # [Q, K]
-                    raw = self.readout.project_stimulus(part, sid, units, read, stimulus[b])
-                else:
-                    raw = self.readout.project(part, sid, units)
+                raw = next(projected)
                 producer, want = self.readout, (q, units.numel(), self.readout.params_per_unit)
             else:
                 raw = head.project(part)
@@ -484,6 +496,34 @@ class NeuroFM(nn.Module):
         else:
             loss = h.sum() * 0.0
         return ModelOutput(loss, outputs)
+
+    def _project_units(self, batch, pending: list[PendingTarget], parts, stimulus) -> list[Tensor]:
+        """The readout's raw outputs for every per-unit target block, in one batched call."""
+        queries = []
+        for p, part in zip(pending, parts, strict=True):
+            if p.units is None:
+                continue
+            sid = batch[p.sample].session_id
+            if not self.reads_stimulus:
+                queries.append(ReadoutQuery(part, sid, p.units))
+                continue
+            read = p.times
+            if p.unit_time_offset_s is not None and self.readout.unit_read_times:
+                read = p.times[:, None] + p.unit_time_offset_s[None, :]  # [Q, K]
+            queries.append(ReadoutQuery(part, sid, p.units, read, stimulus[p.sample]))
+        if not queries:
+            return []
+        if self.reads_stimulus:
+            out = list(self.readout.project_stimulus_batch(queries))
+        else:
+            out = list(self.readout.project_batch(queries))
+        if len(out) != len(queries):
+            raise ValueError(
+                f"the readout {_describe_plugin(self.readout)} returned {len(out)} outputs for "
+                f"{len(queries)} queries; expected one per query. Report this to the plugin's "
+                f"authors."
+            )
+        return out
 
     @staticmethod
     def _query_counts(pending: list[PendingTarget], n: int) -> list[int]:
@@ -558,6 +598,18 @@ def _last_visible(
     shown = torch.zeros_like(known)
     shown[torch.from_numpy(mask.visible_units).to(known.device)] = True
     return last[units], (known & shown)[units], stream.times[at]
+
+
+def _selector(keep: np.ndarray, device: torch.device, *, indices: bool = False) -> slice | Tensor:
+    """An index for the positions ``keep`` names (a boolean mask, or int64 positions with
+    ``indices``): a slice (a view: no copy, no device sync) when they are one run in order,
+    else an int64 tensor on ``device``."""
+    idx = np.asarray(keep, dtype=np.int64) if indices else np.flatnonzero(keep)
+    if idx.size == 0:
+        return slice(0, 0)
+    if bool((np.diff(idx) == 1).all()):
+        return slice(int(idx[0]), int(idx[-1]) + 1)
+    return torch.from_numpy(idx).to(device)
 
 
 def _channel_valid(stream: StreamTensor) -> Tensor:

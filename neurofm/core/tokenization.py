@@ -12,7 +12,10 @@ __all__ = [
     "check_unit_stream",
     "frames_hwc",
     "patch_grid",
+    "patch_spans",
+    "same_length_groups",
     "series_tokens",
+    "series_tokens_batch",
     "temporal_patches",
 ]
 
@@ -50,11 +53,32 @@ def temporal_patches(
     if pad:
         values = nn.functional.pad(values, (0, 0, 0, pad))
         valid = nn.functional.pad(valid, (0, 0, 0, pad), value=False)
-    starts = times[::patch] if t else times.new_zeros(0)
-    last = torch.clamp(torch.arange(n, device=times.device) * patch + patch - 1, max=max(t - 1, 0))
-    ends = times[last] + period_s if t else times.new_zeros(0)
-    spans = torch.stack([starts, ends], dim=-1)
+    spans = patch_spans(times, patch, period_s)
     return TemporalPatches((values.reshape(n, patch, c), valid.reshape(n, patch, c), spans))
+
+
+def patch_spans(times: Tensor, patch: int, period_s: float) -> Tensor:
+    """Spans of the patches of :func:`temporal_patches`: the start of each patch's first sample
+    and the end of its last real sample.
+
+    Shape: times ``[..., T]`` -> ``[..., ceil(T / patch), 2]``.
+    """
+    t = times.shape[-1]
+    n = math.ceil(t / patch)
+    if t == 0:
+        return times.new_zeros(*times.shape[:-1], 0, 2)
+    starts = times[..., ::patch]
+    last = torch.clamp(torch.arange(n, device=times.device) * patch + patch - 1, max=t - 1)
+    return torch.stack([starts, times[..., last] + period_s], dim=-1)
+
+
+def same_length_groups(streams) -> list[list[int]]:
+    """Indices of ``streams`` grouped by (number of samples, sampling period), in order of first
+    appearance: the streams of one group can be stacked and tokenised at once."""
+    groups: dict[tuple[int, float], list[int]] = {}
+    for i, stream in enumerate(streams):
+        groups.setdefault((stream.n_samples, stream.period_s), []).append(i)
+    return list(groups.values())
 
 
 def series_tokens(embed: nn.Module, channels: int, patch: int, stream, what: str):
@@ -77,6 +101,41 @@ def series_tokens(embed: nn.Module, channels: int, patch: int, stream, what: str
     keep = p.valid.flatten(1).any(1)
     x = torch.cat([p.values.flatten(1), p.valid.flatten(1).to(values.dtype)], dim=1)[keep]
     return Tokens(embed(x), p.spans[keep])
+
+
+def series_tokens_batch(embed: nn.Module, channels: int, patch: int, streams, what: str) -> list:
+    """:func:`series_tokens` of several streams, the streams of one length stacked: one
+    ``embed`` call per group instead of one per stream (same tokens)."""
+    from neurofm.core.interfaces import Tokens
+
+    out: list = [None] * len(streams)
+    for group in same_length_groups(streams):
+        members = [streams[i] for i in group]
+        t = members[0].n_samples
+        if t == 0 or len(members) == 1:
+            for i, stream in zip(group, members, strict=True):
+                out[i] = series_tokens(embed, channels, patch, stream, what)
+            continue
+        for stream in members:
+            if stream.values.ndim != 2 or stream.values.shape[1] != channels:
+                series_tokens(embed, channels, patch, stream, what)  # raises the shape error
+        values = torch.stack([s.values for s in members])  # [G, T, C]
+        valid = torch.stack([s.valid.reshape(t, -1).expand(t, channels) for s in members])
+        n = math.ceil(t / patch)
+        pad = n * patch - t
+        values = nn.functional.pad(values, (0, 0, 0, pad)).view(len(members), n, patch * channels)
+        valid = nn.functional.pad(valid, (0, 0, 0, pad), value=False)
+        valid = valid.view(len(members), n, patch * channels)
+        features = embed(torch.cat([values, valid.to(values.dtype)], dim=-1))  # [G, n, d]
+        spans = patch_spans(torch.stack([s.times for s in members]), patch, members[0].period_s)
+        keep = valid.any(-1)  # [G, n]
+        whole = bool(keep.all())
+        for g, i in enumerate(group):
+            if whole:
+                out[i] = Tokens(features[g], spans[g])
+            else:
+                out[i] = Tokens(features[g][keep[g]], spans[g][keep[g]])
+    return out
 
 
 def patch_grid(

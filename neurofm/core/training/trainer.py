@@ -181,12 +181,16 @@ class Trainer:
         decay, no_decay = [], []
         for name, p in self.module.named_parameters():
             (no_decay if p.ndim < 2 or "embedding" in name else decay).append(p)
+        # foreach: one multi-tensor update per group instead of one per parameter (the demo's
+        # model on 2 CPU threads: 8 ms against 13 ms a step). The fused update (3 ms) resumed
+        # from a saved state is not bitwise the uninterrupted run's, so it is not used.
         self.optimizer = torch.optim.AdamW(
             [
                 {"params": decay, "weight_decay": config.weight_decay},
                 {"params": no_decay, "weight_decay": 0.0},
             ],
             lr=config.lr,
+            foreach=True,
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.step = 0

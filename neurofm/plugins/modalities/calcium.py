@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -10,7 +11,12 @@ from torch import Tensor, nn
 
 from neurofm.core.config import PluginConfig
 from neurofm.core.interfaces import ModalityEncoder, StreamTensor, Tokens
-from neurofm.core.tokenization import check_unit_stream, temporal_patches
+from neurofm.core.tokenization import (
+    check_unit_stream,
+    patch_spans,
+    same_length_groups,
+    temporal_patches,
+)
 
 __all__ = ["CalciumConfig", "CalciumEncoder"]
 
@@ -58,3 +64,49 @@ class CalciumEncoder(ModalityEncoder):
         if stream.unit_time_offset_s is not None:  # [N]: each neuron's sample time in a frame
             spans = spans + stream.unit_time_offset_s[:, None, None]
         return Tokens(features[keep], spans[keep])
+
+    def tokenize_batch(
+        self,
+        streams: Sequence[StreamTensor],
+        unit_embeddings: Sequence[Tensor | None] | None = None,
+    ) -> list[Tokens]:
+        """The samples of one length side by side (their units as columns of one stream): one
+        patching and one ``embed`` call per group (same tokens as :meth:`tokenize`)."""
+        if unit_embeddings is None:
+            return super().tokenize_batch(streams, unit_embeddings)
+        out: list[Tokens | None] = [None] * len(streams)
+        for group in same_length_groups(streams):
+            if len(group) == 1 or streams[group[0]].n_samples == 0:
+                for i in group:
+                    out[i] = self.tokenize(streams[i], unit_embeddings[i])
+                continue
+            members = [streams[i] for i in group]
+            counts = [
+                check_unit_stream(s.values, unit_embeddings[i], self.d_model, "calcium")
+                for i, s in zip(group, members, strict=True)
+            ]
+            patch, period = self.config.patch_samples, members[0].period_s
+            p = temporal_patches(
+                torch.cat([s.values for s in members], 1),
+                torch.cat([s.valid for s in members], 1),
+                members[0].times,  # spans come per sample below
+                patch,
+                period,
+            )
+            x = torch.cat([p.values, p.valid.to(p.values.dtype)], dim=1).permute(2, 0, 1)
+            identities = torch.cat([unit_embeddings[i] for i in group])
+            features = self.embed(x) + identities[:, None, :]  # [sum N, n, d]
+            keep = p.valid.any(1).T  # [sum N, n]
+            whole = bool(keep.all())
+            start = 0
+            for i, stream, n_units in zip(group, members, counts, strict=True):
+                rows = slice(start, start + n_units)
+                start += n_units
+                spans = patch_spans(stream.times, patch, period).expand(n_units, -1, -1)
+                if stream.unit_time_offset_s is not None:
+                    spans = spans + stream.unit_time_offset_s[:, None, None]
+                if whole:
+                    out[i] = Tokens(features[rows].flatten(0, 1), spans.flatten(0, 1))
+                else:
+                    out[i] = Tokens(features[rows][keep[rows]], spans[keep[rows]])
+        return out  # type: ignore[return-value]

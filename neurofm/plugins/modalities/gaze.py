@@ -5,11 +5,9 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field
-from torch import Tensor, nn
 
 from neurofm.core.config import PluginConfig
-from neurofm.core.interfaces import ModalityEncoder, StreamTensor, Tokens
-from neurofm.core.tokenization import series_tokens
+from neurofm.plugins.modalities.series import SeriesEncoder
 
 __all__ = ["GazeConfig", "GazeEncoder"]
 
@@ -22,7 +20,7 @@ class GazeConfig(PluginConfig):
     patch_samples: int = Field(4, ge=1)
 
 
-class GazeEncoder(ModalityEncoder):
+class GazeEncoder(SeriesEncoder):
     """Temporal patches of eye position -> tokens; blinks / lost tracking (NaN) are flagged, not zeroed.
 
     Shape: stream.values ``[T, C]`` -> tokens ``[ceil(T / patch_samples) - dropped, d_model]``.
@@ -31,11 +29,3 @@ class GazeEncoder(ModalityEncoder):
     Config = GazeConfig
     role = "behaviour"
     normalization = "zscore"
-
-    def __init__(self, config: GazeConfig, *, d_model: int) -> None:
-        super().__init__(config, d_model=d_model)
-        self.embed = nn.Linear(2 * config.patch_samples * config.channels, d_model)
-
-    def tokenize(self, stream: StreamTensor, unit_embeddings: Tensor | None = None) -> Tokens:
-        c = self.config
-        return series_tokens(self.embed, c.channels, c.patch_samples, stream, "gaze")

@@ -79,54 +79,82 @@ class MovieCoreEncoder(PositionedStimulusEncoder):
 
     def encode_batch(self, streams: Sequence[StreamTensor]) -> list[PositionedOutput]:
         c = self.config
-        pooled = [self._pool_frames(s) for s in streams]
-        streams, starts = [p[0] for p in pooled], [p[1] for p in pooled]
-        frames = [frames_hwc(s.values, c.height, c.width, c.channels, "movie") for s in streams]
-        lengths = [f.shape[0] for f in frames]
-        longest = max(lengths, default=0)
-        if longest == 0:
-            return [self._empty(s) for s in streams]
-        # zero frames after a shorter sample's end: the core is causal, so they change nothing
-        padded = torch.stack(
-            [nn.functional.pad(f, (0, 0, 0, 0, 0, 0, 0, longest - f.shape[0])) for f in frames]
-        )  # [B, T, H, W, C]
-        maps = self.core(padded.permute(0, 1, 4, 2, 3))  # [B, T, C', H', W']
-        out = []
-        for b, stream in enumerate(streams):
-            t = lengths[b]
-            if t == 0:
-                out.append(self._empty(stream))
-                continue
-            values = maps[b, :t]
-            features = FeatureMap(values, stream.times, stream.period_s)
-            tokens = self._tokens(values, stream, starts[b])
-            out.append(PositionedOutput(tokens, features))
-        return out
+        out: list[PositionedOutput | None] = [None] * len(streams)
+        groups: dict[int, list[int]] = {}  # samples of one length are pooled and tokenised at once
+        for i, stream in enumerate(streams):
+            frames_hwc(stream.values, c.height, c.width, c.channels, "movie")  # checks the size
+            if stream.n_samples == 0:
+                out[i] = self._empty(stream)
+            else:
+                groups.setdefault(stream.n_samples, []).append(i)
+        if not groups:
+            return out  # type: ignore[return-value]
+        pooled = {t: self._pool_frames([streams[i] for i in idx]) for t, idx in groups.items()}
+        longest = max(frames.shape[1] for frames, *_ in pooled.values())
+        # one core call for the whole batch (its batch norm sees every sample); zero frames after
+        # a shorter sample's end change nothing (the core is causal)
+        padded = torch.cat(
+            [
+                nn.functional.pad(f, (0, 0, 0, 0, 0, 0, 0, longest - f.shape[1]))
+                for f, *_ in pooled.values()
+            ]
+        )  # [B, T', H, W, C]
+        maps = self.core(padded.permute(0, 1, 4, 2, 3))  # [B, T', C', H', W']
+        row = 0
+        for idx, (frames, valid, starts, times) in zip(
+            groups.values(), pooled.values(), strict=True
+        ):
+            n = frames.shape[0]
+            group_maps = maps[row : row + n, : frames.shape[1]]
+            row += n
+            period = streams[idx[0]].period_s * c.frame_pool
+            tokens = self._tokens(group_maps, valid, starts, times, streams[idx[0]].period_s)
+            for g, i in enumerate(idx):
+                features = FeatureMap(group_maps[g], times[g], period)
+                out[i] = PositionedOutput(tokens[g], features)
+        return out  # type: ignore[return-value]
 
     def penalty(self) -> Tensor | None:
         return self.core.penalty()
 
-    def _pool_frames(self, stream: StreamTensor) -> tuple[StreamTensor, Tensor]:
-        """Average groups of ``frame_pool`` consecutive frames (valid ones only); a group is
-        timed at its last frame, so a core step describes the frames up to its time. Also returns
-        the time of each group's first frame ``[T']``."""
-        k = self.config.frame_pool
-        if k == 1 or stream.n_samples == 0:
-            return stream, stream.times
-        mean, any_valid, first, last = _group_mean(stream.values, stream.valid, k)
-        pooled = StreamTensor(mean, any_valid, stream.times[last], stream.period_s * k)
-        return pooled, stream.times[first]
-
-    def _tokens(self, values: Tensor, stream: StreamTensor, starts: Tensor) -> Tokens:
+    def _pool_frames(
+        self, streams: Sequence[StreamTensor]
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Frames ``[G, T', H, W, C]`` of samples of one length, each group of ``frame_pool``
+        consecutive frames averaged (valid ones only), with whether each group had a valid frame
+        ``[G, T']``, its first frame's time and its last frame's time ``[G, T']`` (a core step
+        describes the frames up to its time)."""
         c = self.config
-        mean, keep, first, last = _group_mean(values, stream.valid, c.token_frames)
-        pooled = nn.functional.adaptive_avg_pool2d(mean, (c.token_rows, c.token_cols))
-        x = self.to_token(pooled.flatten(2).transpose(1, 2)) + self.position  # [n_t, r*c, d]
-        frame_period = stream.period_s / c.frame_pool
-        spans = torch.stack([starts[first], stream.times[last] + frame_period], -1)
+        frames = torch.stack(
+            [frames_hwc(s.values, c.height, c.width, c.channels, "movie") for s in streams]
+        )  # [G, T, H, W, C]
+        t = frames.shape[1]
+        valid = torch.stack([s.valid.reshape(t) for s in streams])
+        times = torch.stack([s.times for s in streams])
+        if c.frame_pool == 1:
+            return frames, valid, times, times
+        mean, any_valid, first, last = _group_mean(frames, valid, c.frame_pool)
+        return mean, any_valid, times[:, first], times[:, last]
+
+    def _tokens(
+        self, maps: Tensor, valid: Tensor, starts: Tensor, times: Tensor, frame_period: float
+    ) -> list[Tokens]:
+        """Tokens of each sample of a group: core steps ``maps [G, T', C, H', W']`` averaged over
+        ``token_frames`` steps and pooled onto the token grid."""
+        c = self.config
+        g = maps.shape[0]
+        mean, keep, first, last = _group_mean(maps, valid, c.token_frames)  # [G, n, C, H', W']
+        n = mean.shape[1]
+        pooled = nn.functional.adaptive_avg_pool2d(mean.flatten(0, 1), (c.token_rows, c.token_cols))
+        x = self.to_token(pooled.flatten(2).transpose(1, 2)) + self.position  # [G*n, r*c, d]
         n_spatial = x.shape[1]
-        x, spans = x[keep], spans[keep]
-        return Tokens(x.reshape(-1, self.d_model), spans.repeat_interleave(n_spatial, dim=0))
+        x = x.view(g, n * n_spatial, self.d_model)
+        spans = torch.stack([starts[:, first], times[:, last] + frame_period], -1)  # [G, n, 2]
+        spans = spans.repeat_interleave(n_spatial, dim=1)  # [G, n * r*c, 2]
+        if bool(keep.all()):
+            return [Tokens(x[i], spans[i]) for i in range(g)]
+        keep = keep.repeat_interleave(n_spatial, dim=1)
+        return [Tokens(x[i][keep[i]], spans[i][keep[i]]) for i in range(g)]
 
     def _empty(self, stream: StreamTensor) -> PositionedOutput:
         c = self.config
@@ -138,21 +166,25 @@ class MovieCoreEncoder(PositionedStimulusEncoder):
 
 def _group_mean(values: Tensor, valid: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Means over the valid steps of each group of ``k`` consecutive steps (the last group may be
-    shorter).
+    shorter), for every sample at once.
 
-    Shape: values ``[T, ...]``, valid ``[T]`` (or ``[T, 1...]``) -> mean ``[n, ...]``, whether any
-    step of the group was valid ``[n]``, and the index of each group's first and last step
-    ``[n]``, with ``n = ceil(T / k)``.
+    Shape: values ``[G, T, ...]``, valid ``[G, T]`` -> mean ``[G, n, ...]``, whether any step of
+    the group was valid ``[G, n]``, and the index of each group's first and last step ``[n]``,
+    with ``n = ceil(T / k)``.
     """
-    t = values.shape[0]
+    g, t = values.shape[:2]
     n = -(-t // k)
     pad = n * k - t
-    weight = nn.functional.pad(valid.reshape(t).to(values.dtype), (0, pad)).view(n, k)
-    grouped = nn.functional.pad(values, (0, 0) * (values.ndim - 1) + (0, pad))
-    grouped = grouped.view(n, k, *values.shape[1:])
-    expand = (1,) * (values.ndim - 1)
-    total = weight.sum(1)
-    mean = (grouped * weight.view(n, k, *expand)).sum(1) / total.clamp(min=1).view(n, *expand)
+    weight = nn.functional.pad(valid.reshape(g, t).to(values.dtype), (0, pad)).view(g, n, k)
+    grouped = nn.functional.pad(values, (0, 0) * (values.ndim - 2) + (0, pad))
+    grouped = grouped.view(g, n, k, *values.shape[2:])
+    expand = (1,) * (values.ndim - 2)
+    total = weight.sum(2)
+    if pad == 0 and bool(valid.all()):  # every step counts: a plain mean (no weighting pass)
+        mean = grouped.mean(2)
+    else:
+        mean = (grouped * weight.view(g, n, k, *expand)).sum(2)
+        mean = mean / total.clamp(min=1).view(g, n, *expand)
     first = torch.arange(n, device=values.device) * k
     last = torch.clamp(first + k - 1, max=t - 1)
     return mean, total > 0, first, last

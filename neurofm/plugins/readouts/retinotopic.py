@@ -53,7 +53,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from neurofm.core.config import PluginConfig
-from neurofm.core.interfaces import SessionUnits, StimulusReadout, StimulusView
+from neurofm.core.interfaces import ReadoutQuery, SessionUnits, StimulusReadout, StimulusView
 
 __all__ = ["RetinotopicConfig", "RetinotopicReadout"]
 
@@ -217,7 +217,8 @@ class RetinotopicReadout(StimulusReadout):
         key = self.checked_key(session_id)
         cfg = self.config
         units = torch.arange(self.delta[key].shape[0], device=self.delta[key].device)
-        masks = self._masks(key, units, cfg.mask_height, cfg.mask_width)
+        rows = _Rows(self, [(session_id, units)])
+        masks = self._windows(rows, cfg.mask_height, cfg.mask_width)
         masks = masks.view(-1, cfg.mask_height, cfg.mask_width)
         x = (masks.sum(1) * _cell_centres(cfg.mask_width, masks)).sum(-1)
         y = (masks.sum(2) * _cell_centres(cfg.mask_height, masks)).sum(-1)
@@ -227,19 +228,31 @@ class RetinotopicReadout(StimulusReadout):
         return self.shared_weights + self.weights[key][units]  # [K, C]
 
     def unit_embeddings(self, session_id: str, units: Tensor) -> Tensor:
-        key = self.checked_key(session_id)
-        freqs = 2.0 ** torch.arange(self.config.position_frequencies, device=units.device)
-        mu = self._mu(key, units)
+        return self.unit_embeddings_batch([(session_id, units)])[0]
+
+    def unit_embeddings_batch(self, requests: Sequence[tuple[str, Tensor]]) -> list[Tensor]:
+        rows = _Rows(self, requests)
+        return rows.split(self._identities(rows))
+
+    def _identities(self, rows: _Rows) -> Tensor:
+        """The identity ``e_n [N, d]`` of every neuron of ``rows``."""
+        freqs = 2.0 ** torch.arange(self.config.position_frequencies, device=rows.device)
+        mu = rows.get("mu")
         if self.identity.weight.requires_grad:  # training the identity map: see the module doc
             mu = mu.detach()
-        angles = mu[..., None] * freqs * (math.pi / 2)  # [K, 2, F]
+        angles = mu[..., None] * freqs * (math.pi / 2)  # [N, 2, F]
         fourier = torch.cat([angles.sin(), angles.cos()], -1).flatten(1)
-        ident = self.identity(torch.cat([fourier, self._features(key, units)], -1))
-        return ident + self.residual[key][units]
+        ident = self.identity(torch.cat([fourier, rows.get("features")], -1))
+        return ident + rows.get("residual")
 
     # -- predictions ----------------------------------------------------------------------------
     def project(self, h: Tensor, session_id: str, units: Tensor) -> Tensor:
-        return self.project_stimulus(h, session_id, units, h.new_zeros(h.shape[0]), ())
+        return self.project_batch([ReadoutQuery(h, session_id, units)])[0]
+
+    def project_batch(self, queries: Sequence[ReadoutQuery]) -> list[Tensor]:
+        return self.project_stimulus_batch(
+            [ReadoutQuery(q.h, q.session_id, q.units, q.h.new_zeros(q.h.shape[0])) for q in queries]
+        )
 
     def project_stimulus(
         self,
@@ -249,68 +262,171 @@ class RetinotopicReadout(StimulusReadout):
         times: Tensor,
         stimulus: Sequence[StimulusView],
     ) -> Tensor:
-        key = self.checked_key(session_id)
-        p = self.params_per_unit
-        emb = self.unit_embeddings(session_id, units)  # [K, d]
-        q = self.context(h).unflatten(-1, (p + 1, self.d_model))  # [Q, p + 1, d]
-        ctx = torch.einsum("qjd,kd->qkj", q, emb) / self.d_model**0.5  # [Q, K, p + 1]
-        raw = self.bias[key][units] + ctx[..., :p]
-        if not stimulus or units.numel() == 0 or h.shape[0] == 0:
-            return raw
-        rate = sum(self._filtered_rate(key, units, view, times) for view in stimulus)  # [Q, K]
-        gain = ctx[..., p].clamp(max=5.0).exp()
-        return raw + (gain * rate)[..., None] * self.amplitude[key][units]
+        return self.project_stimulus_batch([ReadoutQuery(h, session_id, units, times, stimulus)])[0]
 
-    def _masks(self, key: str, units: Tensor, height: int, width: int) -> Tensor:
-        """Each neuron's read-out weights ``[K, height * width]`` over a ``height x width`` grid of
+    def project_stimulus_batch(self, queries: Sequence[ReadoutQuery]) -> list[Tensor]:
+        """Every query at once: the neurons' parameters gathered once per session, the context
+        path as one product over the batch padded to its most queries and units, and the stimulus
+        path once per group of queries whose views have the same shapes."""
+        if not queries:
+            return []
+        p, d = self.params_per_unit, self.d_model
+        rows = _Rows(self, [(q.session_id, q.units) for q in queries])
+        h = nn.utils.rnn.pad_sequence([q.h for q in queries], batch_first=True)  # [B, Q, d]
+        emb = rows.padded(self._identities(rows))  # [B, K, d]
+        ctx = self.context(h).unflatten(-1, (p + 1, d))  # [B, Q, p + 1, d]
+        ctx = torch.einsum("bqjd,bkd->bqkj", ctx, emb) / d**0.5  # [B, Q, K, p + 1]
+        raw = rows.padded(rows.get("bias"))[:, None] + ctx[..., :p]
+        reading = [
+            i for i, q in enumerate(queries) if q.stimulus and rows.counts[i] and q.h.shape[0]
+        ]
+        if reading:
+            rate = raw.new_zeros(raw.shape[:3])  # [B, Q, K]
+            groups: dict[tuple, list[int]] = {}
+            for i in reading:
+                groups.setdefault(_signature(queries[i].stimulus), []).append(i)
+            for members in groups.values():
+                index = torch.tensor(members, device=raw.device)
+                part = sum(
+                    self._filtered_rate(rows, members, [queries[i] for i in members], j,
+                                        raw.shape[1])
+                    for j in range(len(queries[members[0]].stimulus))
+                )  # fmt: skip
+                rate = rate.index_add(0, index, part)
+            gain = ctx[..., p].clamp(max=5.0).exp()
+            amplitude = rows.padded(rows.get("amplitude"))[:, None]  # [B, 1, K, p]
+            raw = raw + (gain * rate)[..., None] * amplitude
+        return [raw[i, : q.h.shape[0], : rows.counts[i]] for i, q in enumerate(queries)]
+
+    def _windows(self, rows: _Rows, height: int, width: int) -> Tensor:
+        """Each neuron's read-out weights ``[N, height * width]`` over a ``height x width`` grid of
         the screen (softmax of its Gaussian prior plus its free logits; they sum to 1)."""
         cfg = self.config
-        mu = self._mu(key, units)  # [K, 2]
+        mu = rows.get("mu")  # [N, 2]
         # at least half a cell: a narrower window falls inside one cell, where its position
         # gets no gradient and the read-out place stays stuck on the cell's centre
         cell = mu.new_tensor([1.0 / width, 1.0 / height])
-        sigma = torch.maximum(self.log_sigma[key][units].exp(), cell)  # [K, 2]
+        sigma = torch.maximum(rows.get("log_sigma").exp(), cell)  # [N, 2]
         gx = _cell_centres(width, mu)
         gy = _cell_centres(height, mu)
-        zx = (gx[None, :] - mu[:, :1]) / sigma[:, :1]  # [K, W]
-        zy = (gy[None, :] - mu[:, 1:]) / sigma[:, 1:]  # [K, H]
-        prior = -0.5 * (zy[:, :, None] ** 2 + zx[:, None, :] ** 2)  # [K, H, W]
-        free = self.logits[key][units]  # [K, mask_h, mask_w]
+        zx = (gx[None, :] - mu[:, :1]) / sigma[:, :1]  # [N, W]
+        zy = (gy[None, :] - mu[:, 1:]) / sigma[:, 1:]  # [N, H]
+        prior = -0.5 * (zy[:, :, None] ** 2 + zx[:, None, :] ** 2)  # [N, H, W]
+        free = rows.get("logits")  # [N, mask_h, mask_w]
         if (height, width) != (cfg.mask_height, cfg.mask_width):
             free = F.interpolate(free[:, None], (height, width), mode="bilinear")[:, 0]
         return torch.softmax((prior + free).flatten(1), dim=-1)
 
-    def _filtered_rate(self, key: str, units: Tensor, view: StimulusView, times: Tensor) -> Tensor:
-        """Low-passed rate ``[Q, K]`` of the stimulus drive, read at the query ``times [Q]`` or at
-        each neuron's own read times ``[Q, K]``."""
-        fmap = view.features
-        values = fmap.values  # [T, C, H, W]
-        t, _, height, width = values.shape
+    def _filtered_rate(
+        self, rows: _Rows, members: list[int], queries: list[ReadoutQuery], view: int, n_q: int
+    ) -> Tensor:
+        """Low-passed rate ``[G, n_q, K]`` of the stimulus drive from view ``view`` of the
+        ``G`` queries ``members`` (whose views have the same shapes), read at each query's times
+        ``[Q]`` or each neuron's own read times ``[Q, K]``; padded to ``n_q`` queries and the
+        batch's most units ``K``."""
+        views = [q.stimulus[view] for q in queries]
+        values = torch.stack([v.features.values for v in views])  # [G, T, C, H, W]
+        g, t, c, height, width = values.shape
+        k = rows.width
         if t == 0:
-            return times.new_zeros(times.shape[0], units.numel())
-        if view.eye is not None:  # the eye moves every receptive field of the session alike
-            shift = view.eye[:, :2] @ self.shifter[key].T  # [T, 2]
+            return values.new_zeros(g, n_q, k)
+        index = torch.tensor(members, device=values.device)
+        if views[0].eye is not None:  # the eye moves every receptive field of a session alike
+            eye = torch.stack([v.eye[:, :2] for v in views])  # [G, T, 2]
+            shifter = torch.stack([self.shifter[rows.keys[i]] for i in members])  # [G, 2, 2]
+            shift = torch.einsum("gte,gse->gts", eye, shifter)  # eye @ S.T per query
             gx, gy = _cell_centres(width, values), _cell_centres(height, values)
             base = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), -1)  # [H, W, 2]
-            grid = base[None] + shift[:, None, None, :]
-            values = F.grid_sample(values, grid, align_corners=False)
-        masks = self._masks(key, units, height, width)  # [K, H*W]
-        pooled = torch.einsum("tcx,kx->tkc", values.flatten(2), masks)  # [T, K, C]
-        drive = (pooled * self._features(key, units)).sum(-1) + self.drive_bias[key][units]
-        rate = F.softplus(drive)  # [T, K]
-        taps = min(t, round(self.config.filter_s / fmap.period_s)) if fmap.period_s > 0 else 0
+            grid = base[None, None] + shift[:, :, None, None, :]  # [G, T, H, W, 2]
+            values = F.grid_sample(
+                values.flatten(0, 1), grid.flatten(0, 1), align_corners=False
+            ).view(g, t, c, height, width)
+        masks = rows.padded(rows.windows(height, width))[index]  # [G, K, H*W]
+        pooled = torch.einsum("gtcx,gkx->gtkc", values.flatten(3), masks)  # [G, T, K, C]
+        features = rows.padded(rows.get("features"))[index]  # [G, K, C]
+        drive_bias = rows.padded(rows.get("drive_bias"))[index]  # [G, K]
+        rate = F.softplus((pooled * features[:, None]).sum(-1) + drive_bias[:, None])  # [G, T, K]
+        period = views[0].features.period_s
+        taps = min(t, round(self.config.filter_s / period)) if period > 0 else 0
         if taps > 1:
-            tau = self.log_tau[key][units].exp()  # [K]
+            tau = rows.padded(rows.get("log_tau"))[index].exp()  # [G, K] (padding: 1 s)
             lags = torch.arange(taps - 1, -1, -1, device=rate.device, dtype=rate.dtype)
-            kernel = torch.exp(-lags[None, :] * fmap.period_s / tau[:, None])  # newest last
-            kernel = kernel / kernel.sum(1, keepdim=True)
-            padded = F.pad(rate.T[None], (taps - 1, 0))  # [1, K, T + taps - 1]
-            rate = F.conv1d(padded, kernel[:, None], groups=kernel.shape[0])[0].T  # [T, K]
-        step = torch.searchsorted(fmap.times.contiguous(), times.contiguous(), right=True) - 1
-        if times.ndim == 2:  # [Q, K]: neuron k's rate at its own step
-            return rate.gather(0, step.clamp(min=0)) * (step >= 0).to(rate.dtype)
-        seen = (step >= 0).to(rate.dtype)[:, None]
-        return rate[step.clamp(min=0)] * seen
+            kernel = torch.exp(-lags * period / tau[..., None])  # [G, K, taps], newest last
+            kernel = (kernel / kernel.sum(-1, keepdim=True)).reshape(g * k, 1, taps)
+            padded = F.pad(rate.transpose(1, 2).reshape(1, g * k, t), (taps - 1, 0))
+            rate = F.conv1d(padded, kernel, groups=g * k).view(g, k, t).transpose(1, 2)
+        read = rate.new_zeros(g, n_q, k)  # each query's read times per neuron, padded
+        for row, (i, q) in enumerate(zip(members, queries, strict=True)):
+            times = q.times if q.times.ndim == 2 else q.times[:, None]
+            read[row, : times.shape[0], : rows.counts[i]] = times
+        starts = torch.stack([v.features.times for v in views])  # [G, T]
+        step = torch.searchsorted(starts.contiguous(), read.view(g, -1), right=True) - 1
+        step = step.view(g, n_q, k)
+        return rate.gather(1, step.clamp(min=0)) * (step >= 0).to(rate.dtype)
+
+
+class _Rows:
+    """The per-neuron parameters of several ``(session_id, units)`` requests, gathered with one
+    index per parameter and session. ``get(name)`` gives them flat ``[N, ...]`` (requests of one
+    session together, in order of first appearance); ``padded`` lays a flat tensor out as
+    ``[requests, most units, ...]`` (zero rows after a request's units) and ``split`` as one
+    tensor per request."""
+
+    def __init__(self, readout: RetinotopicReadout, requests: Sequence[tuple[str, Tensor]]) -> None:
+        self.readout = readout
+        self.keys = [readout.checked_key(sid) for sid, _ in requests]
+        self.counts = [int(units.numel()) for _, units in requests]
+        self.width = max(self.counts, default=0)
+        self.device = readout.shared_weights.device
+        members: dict[str, list[int]] = {}
+        for i, key in enumerate(self.keys):
+            members.setdefault(key, []).append(i)
+        self.groups = []  # (key, the session's units of all its requests)
+        starts, position = [0] * len(requests), 0
+        for key, idx in members.items():
+            units = [requests[i][1].to(self.device) for i in idx]
+            self.groups.append((key, units[0] if len(units) == 1 else torch.cat(units)))
+            for i in idx:
+                starts[i], position = position, position + self.counts[i]
+        self.starts, self.total = starts, position
+        self._cache: dict = {}
+        self._layout: Tensor | None = None
+
+    def get(self, name: str) -> Tensor:
+        if name not in self._cache:
+            r = self.readout
+            if name == "mu":
+                parts = [r._mu(key, units) for key, units in self.groups]
+            elif name == "features":
+                parts = [r._features(key, units) for key, units in self.groups]
+            else:  # a per-neuron table: residual, bias, amplitude, drive_bias, log_tau, ...
+                parts = [getattr(r, name)[key][units] for key, units in self.groups]
+            self._cache[name] = parts[0] if len(parts) == 1 else torch.cat(parts)
+        return self._cache[name]
+
+    def windows(self, height: int, width: int) -> Tensor:
+        if (height, width) not in self._cache:
+            self._cache[(height, width)] = self.readout._windows(self, height, width)
+        return self._cache[(height, width)]
+
+    def padded(self, flat: Tensor) -> Tensor:
+        if self._layout is None:
+            layout = torch.full((len(self.counts), self.width), self.total, dtype=torch.long)
+            for i, (start, count) in enumerate(zip(self.starts, self.counts, strict=True)):
+                layout[i, :count] = torch.arange(start, start + count)
+            self._layout = layout.to(self.device)
+        zero = flat.new_zeros(1, *flat.shape[1:])
+        return torch.cat([flat, zero])[self._layout]
+
+    def split(self, flat: Tensor) -> list[Tensor]:
+        return [flat[s : s + c] for s, c in zip(self.starts, self.counts, strict=True)]
+
+
+def _signature(views: Sequence[StimulusView]) -> tuple:
+    """What must agree for views of several queries to be read in one computation."""
+    return tuple(
+        (tuple(v.features.values.shape), v.features.period_s, v.eye is None) for v in views
+    )
 
 
 def _cell_centres(size: int, like: Tensor) -> Tensor:
