@@ -9,6 +9,10 @@ third-party package declares its own, so both are found the same way::
 Discovery is lazy: nothing is imported on ``import neurofm``; the first ``get``/``list``/``records``
 call of a registry loads its entry-point group. A plugin that fails to import or to validate is
 recorded as *failed* with its package name and version and never prevents the others from loading.
+Validation covers the interface (a subclass, no abstract method left), the ``Config`` (a
+``PluginConfig`` whose ``type`` tag is the registered name, unknown fields refused), the class
+attributes of the contract (a modality's ``role``, ``normalization`` and ``per_unit``), and the
+name: a third-party plugin's is namespaced (``acme.lfp``); bare names are neurofm's built-ins'.
 ``NEUROFM_DISABLE_PLUGIN_AUTOLOAD=1`` turns off discovery of third-party plugins (built-ins still load).
 
 Example:
@@ -125,9 +129,25 @@ class Registry:
         package, version = _owner_of(obj)
         record = PluginRecord(self.kind, name, package, version, "loaded", obj, None, _path_of(obj))
         with self._lock:
-            self._validate(obj, name)
+            self._validate(obj, name, package)
             self._add(record)
         return obj
+
+    def record(self, name: str) -> PluginRecord:
+        """What the registry knows of ``name``: its loaded record, else the record of a plugin of
+        that name that failed to load (with the reason).
+
+        Raises:
+            UnknownPluginError: no plugin of that name was seen.
+        """
+        with self._lock:
+            self._discover()
+            if name in self._records:
+                return self._records[name]
+            for failed in self._failures:
+                if failed.name == name:
+                    return failed
+            raise self._unknown(name)
 
     def unregister(self, name: str) -> None:
         """Remove a plugin (mainly for tests); unknown names raise :class:`UnknownPluginError`."""
@@ -193,7 +213,7 @@ class Registry:
             )
         return field.default
 
-    def _validate(self, obj: Any, name: str) -> None:
+    def _validate(self, obj: Any, name: str, package: str) -> None:
         from neurofm.core.config import PluginConfig
 
         interface = self._interface()
@@ -229,19 +249,36 @@ class Registry:
                 f"(extra={config.model_config.get('extra')!r}); expected extra='forbid' so a "
                 f"misspelt option is an error. Derive Config from neurofm.PluginConfig."
             )
+        for attribute, allowed in _CLASS_ATTRIBUTES.get(self.kind, {}).items():
+            found = getattr(obj, attribute, None)
+            if not any(found is value or (type(found) is type(value) and found == value)
+                       for value in allowed):  # fmt: skip
+                raise InvalidPluginError(
+                    f"{self.kind} plugin {name!r} ({_path_of(obj)}, from {package}) has "
+                    f"{attribute} = {found!r}; allowed: {', '.join(map(repr, allowed))}. Set the "
+                    f"class attribute {attribute} to one of them (tasks select streams by it: "
+                    f"any other value is never matched)."
+                )
+        if package != _BUILTIN_DISTRIBUTION and "." not in name:
+            raise InvalidPluginError(
+                f"{self.kind} plugin {name!r} ({_path_of(obj)}, from {package}) has a bare name; "
+                f"names without a '.' are kept for neurofm's built-ins. Register it under a "
+                f"namespaced name such as 'yourlab.{name}' (entry-point name and Config tag)."
+            )
 
     def _add(self, record: PluginRecord) -> None:
+        self._check_unclaimed(record)
+        self._records.setdefault(record.name, record)
+
+    def _check_unclaimed(self, record: PluginRecord) -> None:
         existing = self._records.get(record.name)
-        if existing is not None:
-            if existing.obj is record.obj:
-                return
+        if existing is not None and existing.obj is not record.obj:
             raise DuplicatePluginError(
                 f"two {self.kind} plugins claim the name {record.name!r}: {existing.target} "
                 f"(from {existing.package} {existing.version}) and {record.target} "
                 f"(from {record.package} {record.version}). Uninstall one of the packages or "
                 f"give the new plugin a namespaced name such as 'yourlab.{record.name}'."
             )
-        self._records[record.name] = record
 
     def _discover(self) -> None:
         if self._discovered:
@@ -258,10 +295,11 @@ class Registry:
                 continue  # the same distribution seen twice on sys.path
             try:
                 obj = ep.load()
-                self._validate(obj, ep.name)
                 record = PluginRecord(
                     self.kind, ep.name, package, version, "loaded", obj, None, ep.value
                 )
+                self._check_unclaimed(record)
+                self._validate(obj, ep.name, package)
                 self._add(record)
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}"
@@ -287,6 +325,16 @@ class Registry:
             f"(it must declare an entry point in group {self.group!r}); `neurofm plugins` lists all."
         )
         return UnknownPluginError(" ".join(parts))
+
+
+# class attributes of the contract that registration checks, per kind, with their allowed values
+_CLASS_ATTRIBUTES: dict[str, dict[str, tuple[Any, ...]]] = {
+    "modality": {
+        "role": ("stimulus", "behaviour", "neural"),
+        "normalization": ("zscore", "scale", "none"),
+        "per_unit": (False, True),
+    },
+}
 
 
 def _builtin_first(ep: metadata.EntryPoint) -> tuple[int, str]:

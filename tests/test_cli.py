@@ -251,3 +251,34 @@ def test_demo_refuses_a_training_length_it_cannot_use(
         main(["demo", *argv])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_plugin_error_is_one_line_with_exit_2(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from neurofm.plugins.modalities.pupil import PupilEncoder
+
+    def broken(self, streams, unit_embeddings=None):
+        raise ValueError("pupil encoder expects data [T, 2],\nfound [60, 3]")
+
+    monkeypatch.setattr(PupilEncoder, "tokenize_batch", broken)
+    from neurofm.core.builder import default_model_config
+
+    model = default_model_config("tiny", frame_size=(18, 32)).model_dump(mode="json")
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({
+        "model": model, "data": {"path": str(tiny_data), "window_s": 1.0},
+        "training": {"steps": 2, "batch_size": 4, "device": "cpu", "tasks": {
+            "responses_from_stimulus_behaviour": 1.0}}}))  # fmt: skip
+    argv = ["train", str(config), "--out", str(tmp_path / "ckpt")]
+    code, _, stderr = _run(argv)
+    assert code == 2
+    lines = [line for line in stderr.splitlines() if "error" in line]
+    assert lines == [
+        "neurofm train: error: ValueError: pupil encoder expects data [T, 2], found [60, 3] "
+        "(set NEUROFM_TRACEBACK=1 for the traceback)"
+    ]
+    assert "Traceback" not in stderr
+    monkeypatch.setenv("NEUROFM_TRACEBACK", "1")
+    code, _, stderr = _run([*argv[:-1], str(tmp_path / "ckpt2")])
+    assert code == 2 and "Traceback (most recent call last)" in stderr

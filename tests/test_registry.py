@@ -33,6 +33,8 @@ BROKEN = {
     "broken.import": "ImportError",
     "broken.notaplugin": "InvalidPluginError",
     "broken.badtag": "InvalidPluginError",
+    "broken.badrole": "InvalidPluginError",
+    "lfp": "InvalidPluginError",
     "movie": "DuplicatePluginError",
 }
 
@@ -242,7 +244,7 @@ def test_broken_third_party_plugins_are_isolated(third_party_plugins: Path) -> N
 
     names = registry.modalities.list()
     assert BUILTIN_MODALITIES | {"acme.whisker"} <= set(names)
-    assert not {"broken.import", "broken.notaplugin", "broken.badtag"} & set(names)
+    assert not (set(BROKEN) - {"movie"}) & set(names)
     assert registry.modalities.get("movie") is MovieEncoder  # the built-in kept its name
     failed = {r.name: r for r in registry.modalities.records() if r.status == "failed"}
     assert set(failed) == set(BROKEN)
@@ -252,6 +254,12 @@ def test_broken_third_party_plugins_are_isolated(third_party_plugins: Path) -> N
         assert record.obj is None and record.error.startswith(f"{error}: ")
     assert "acme_missing_dependency" in failed["broken.import"].error
     assert "broken.othertag" in failed["broken.badtag"].error
+    assert (
+        "role = 'visual'; allowed: 'stimulus', 'behaviour', 'neural'"
+        in failed["broken.badrole"].error
+    )
+    assert "from neurofm-broken-plugin" in failed["broken.badrole"].error
+    assert "bare name" in failed["lfp"].error and "'yourlab.lfp'" in failed["lfp"].error
     assert "neurofm.plugins.modalities.movie:MovieEncoder" in failed["movie"].error
     assert "neurofm_broken.duplicate:ImpostorMovieEncoder" in failed["movie"].error
     with pytest.raises(UnknownPluginError, match=r"failed to load .*ImportError"):

@@ -37,7 +37,7 @@ from neurofm.core.config import validate_config
 from neurofm.core.interfaces import SessionUnits
 from neurofm.core.io import atomic_directory, disk_full_guard
 from neurofm.core.sealing import read_json, seal, verify
-from neurofm.errors import NeurofmError
+from neurofm.errors import NeurofmError, UnknownPluginError
 
 __all__ = [
     "LoadedCheckpoint",
@@ -61,11 +61,7 @@ def plugin_versions(config: ModelConfig) -> dict[str, dict[str, str]]:
         used.append(("readouts", config.readout.type))
     out: dict[str, dict[str, str]] = {}
     for kind, name in used:
-        record = next(
-            r
-            for r in registry.get_registry(kind).records()
-            if r.name == name and r.status == "loaded"
-        )
+        record = registry.get_registry(kind).record(name)
         out[f"{kind}:{name}"] = {"package": record.package, "version": record.version}
     return out
 
@@ -139,13 +135,20 @@ def check_plugins(meta: Mapping[str, Any], where: str) -> None:
         )
     for key, info in meta.get("plugins", {}).items():
         kind, _, name = key.partition(":")
-        what = f"{kind[:-1] if kind.endswith('s') else kind} {name!r}"
-        wanted = f"{info['package']} {info['version']}".strip()
         reg = registry.get_registry(kind)
-        if name not in reg:
+        what = f"{reg.kind} {name!r}"
+        wanted = f"{info['package']} {info['version']}".strip()
+        try:
+            record = reg.record(name)
+        except UnknownPluginError:
             problems.append(f"{what} (from {wanted}) is not installed")
             continue
-        record = next(r for r in reg.records() if r.name == name and r.status == "loaded")
+        if record.status == "failed":  # installed, but broken: say why, not "not installed"
+            problems.append(
+                f"{what} is installed ({record.package} {record.version}) but failed to load: "
+                f"{record.error}"
+            )
+            continue
         if info["version"] and record.version and _major(record.version) != _major(info["version"]):
             problems.append(
                 f"{what} was saved with {wanted} but {record.package} {record.version} is installed "

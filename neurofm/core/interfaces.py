@@ -305,9 +305,10 @@ class Readout(_Plugin):
     def add_sessions(self, sessions: Mapping[str, SessionUnits]) -> None:
         """Make room for new sessions (fine-tuning to new animals); existing parameters are kept."""
 
+    @abstractmethod
     def known_sessions(self) -> list[str]:
-        """Ids of the sessions this readout has parameters for."""
-        return []
+        """Ids of the sessions this readout has parameters for (:meth:`checked_key` and the
+        model's zero-shot and fine-tuning paths rely on it)."""
 
     @staticmethod
     def parameter_key(session_id: str) -> str:

@@ -111,6 +111,19 @@ def test_missing_plugin_is_named(saved, tmp_path) -> None:
         load_pretrained(path)
 
 
+def test_installed_but_broken_plugin_gives_its_import_error(
+    saved, tmp_path, third_party_plugins
+) -> None:
+    path = _copy(saved[1], tmp_path)
+    _edit_meta(path, lambda p: p.update({"modalities:broken.import": {
+        "package": "neurofm-broken-plugin", "version": "6.6.6"}}))  # fmt: skip
+    with pytest.raises(NeurofmError, match=r"modality 'broken.import' is installed") as err:
+        load_pretrained(path)
+    assert "failed to load: ImportError" in str(err.value)
+    assert "acme_missing_dependency" in str(err.value)
+    assert "is not installed" not in str(err.value).split("failed to load")[0]
+
+
 def test_plugin_major_version_mismatch_is_refused(saved, tmp_path) -> None:
     path = _copy(saved[1], tmp_path)
     _edit_meta(path, lambda p: p["modalities:movie_core"].update(version="99.0.0"))

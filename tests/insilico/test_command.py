@@ -128,8 +128,8 @@ def test_a_failure_midway_leaves_no_output(
     monkeypatch.setattr(run, "_rf", broken)  # after the tuning experiment has run
     out = tmp_path / "insilico"
     argv = ["insilico", "all", str(checkpoint), "--data", str(tiny_data), "--out", str(out)]
-    with pytest.raises(RuntimeError, match="interrupted"):
-        _run([*argv, *FAST])
+    code, _, stderr = _run([*argv, *FAST])
+    assert code == 2 and "error: RuntimeError: interrupted" in stderr
     assert not out.exists() and not list(tmp_path.glob(".insilico*"))
 
 

@@ -84,6 +84,9 @@ class WrongShapeReadout(Readout):
 
     def add_sessions(self, sessions):
         self.inner.add_sessions(sessions)
+
+    def known_sessions(self):
+        return self.inner.known_sessions()
 '''
 ENTRY_POINTS = """[neurofm.modalities]
 wrongshape.running = neurofm_wrongshape:WrongShapeEncoder

@@ -14,7 +14,7 @@ def run(args: argparse.Namespace) -> int:
     layout = plugin_layout(args.kind, args.name, args.package)
     reg = registry.get_registry(layout.registry)
     if layout.name in reg:
-        owner = next(r for r in reg.records() if r.name == layout.name)
+        owner = reg.record(layout.name)
         raise NeurofmError(
             f"a {layout.kind} plugin named {layout.name!r} is already installed "
             f"({owner.describe()}); choose another name, e.g. 'mylab.{layout.name}'"
