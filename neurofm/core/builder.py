@@ -94,7 +94,8 @@ class TrainingConfig(StrictModel):
     ``batch_size`` is per process; under ``torchrun`` the global batch is the sum over ranks.
     ``checkpoint_every``: steps between saves of the training state (resume). ``num_workers`` and
     ``prefetch``: loader threads and batches kept ready. ``fsdp``: shard the backbone with FSDP2
-    (distributed runs). ``compile``: ``torch.compile`` the backbone. ``bf16``: bf16 autocast (CUDA only).
+    (distributed runs). ``compile``: ``torch.compile`` the backbone's per-token compute
+    (:meth:`PerceiverIO.compile_blocks`). ``bf16``: bf16 autocast (CUDA only).
     """
 
     steps: int = Field(1000, ge=1)

@@ -186,9 +186,16 @@ class PerceiverIO(nn.Module):
                 nn.init.zeros_(layer.bias)
         self.norm_out = nn.LayerNorm(config.d_model)
         if config.compile:
-            for module in self.modules():
-                if isinstance(module, FeedForward):
-                    module.compile(dynamic=True)
+            self.compile_blocks()
+
+    def compile_blocks(self) -> None:
+        """``torch.compile`` the per-token compute of every block (its MLP branch), with dynamic
+        shapes: token counts change with every batch and do not recompile. The attention calls
+        stay eager (their loop over sample groups depends on the packing; compiling the whole
+        backbone recompiled at every batch)."""
+        for module in self.modules():
+            if isinstance(module, FeedForward):
+                module.compile(dynamic=True)
 
     def latent_times(self, window_durations: Tensor) -> Tensor:
         """Time spans of the latents: ``L`` equal spans tiling ``[0, duration)`` of each window.

@@ -131,8 +131,8 @@ def wrap_for_training(
     gradients and optimizer state sharded over ranks); build the optimizer after this call.
     ``bf16``: autocast the forward to bfloat16 (honoured on CUDA only).
     """
-    if compile_backbone:
-        model.backbone.compile(dynamic=True)
+    if compile_backbone:  # the whole backbone recompiled at every batch (packing-dependent)
+        model.backbone.compile_blocks()
     step = TrainStep(model, autocast_bf16=bf16 and model.device.type == "cuda")
     if not info.distributed:
         return step

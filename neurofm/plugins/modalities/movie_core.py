@@ -176,8 +176,8 @@ def _group_mean(values: Tensor, valid: Tensor, k: int) -> tuple[Tensor, Tensor, 
     n = -(-t // k)
     pad = n * k - t
     weight = nn.functional.pad(valid.reshape(g, t).to(values.dtype), (0, pad)).view(g, n, k)
-    grouped = nn.functional.pad(values, (0, 0) * (values.ndim - 2) + (0, pad))
-    grouped = grouped.view(g, n, k, *values.shape[2:])
+    grouped = nn.functional.pad(values, (0, 0) * (values.ndim - 2) + (0, pad)) if pad else values
+    grouped = grouped.reshape(g, n, k, *values.shape[2:])
     expand = (1,) * (values.ndim - 2)
     total = weight.sum(2)
     if pad == 0 and bool(valid.all()):  # every step counts: a plain mean (no weighting pass)
