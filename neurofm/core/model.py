@@ -363,7 +363,7 @@ class NeuroFM(nn.Module):
             if mask.visible_units.size == 0:
                 return None
             units = torch.from_numpy(mask.visible_units).to(device)
-            cols = _selector(mask.visible_units, device, indices=True)
+            cols = _columns(mask.visible_units, stream.values.shape[1], device)
             offsets = stream.unit_time_offset_s
             sub = StreamTensor(
                 sub.values[:, cols], sub.valid[:, cols], sub.times, sub.period_s,
@@ -434,7 +434,7 @@ class NeuroFM(nn.Module):
                 tgt = _selector(mask.target_time, device)
                 values, valid = stream.values[tgt], _channel_valid(stream)[tgt]
                 if units is not None:
-                    cols = _selector(mask.target_units, device, indices=True)
+                    cols = _columns(mask.target_units, stream.values.shape[1], device)
                     values, valid = values[:, cols], valid[:, cols]
                 if mask.target_excluded is not None:  # entries that are also visible inputs
                     valid = valid & ~torch.from_numpy(mask.target_excluded).to(device)
@@ -600,16 +600,25 @@ def _last_visible(
     return last[units], (known & shown)[units], stream.times[at]
 
 
-def _selector(keep: np.ndarray, device: torch.device, *, indices: bool = False) -> slice | Tensor:
-    """An index for the positions ``keep`` names (a boolean mask, or int64 positions with
-    ``indices``): a slice (a view: no copy, no device sync) when they are one run in order,
-    else an int64 tensor on ``device``."""
-    idx = np.asarray(keep, dtype=np.int64) if indices else np.flatnonzero(keep)
+def _selector(keep: np.ndarray, device: torch.device) -> slice | Tensor:
+    """An index for the rows where the boolean ``keep`` holds: a slice (a view: rows of a
+    contiguous tensor stay contiguous; no copy, no device sync) when they are one run, else an
+    int64 tensor on ``device``."""
+    idx = np.flatnonzero(keep)
     if idx.size == 0:
         return slice(0, 0)
-    if bool((np.diff(idx) == 1).all()):
+    if idx[-1] - idx[0] + 1 == idx.size:
         return slice(int(idx[0]), int(idx[-1]) + 1)
     return torch.from_numpy(idx).to(device)
+
+
+def _columns(units: np.ndarray, n: int, device: torch.device) -> slice | Tensor:
+    """An index for the columns ``units`` of a tensor with ``n`` columns: all of them as a slice
+    (no copy), any other selection as int64 indices (a contiguous copy, as encoders may
+    expect)."""
+    if units.size == n and bool((units == np.arange(n)).all()):
+        return slice(None)
+    return torch.from_numpy(np.asarray(units, dtype=np.int64)).to(device)
 
 
 def _channel_valid(stream: StreamTensor) -> Tensor:
