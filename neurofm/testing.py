@@ -47,10 +47,11 @@ Per-unit sample times: a per-unit encoder also gets the stream with per-unit tim
 and lie within the input's time range plus one period. An encoder may ignore the offsets (its
 tokens then sit at the frame times).
 
-Synthetic input of the right form, for modality encoders: per-unit encoders get ``values [T, N]``
-with ``unit_embeddings [N, d_model]``; encoders whose config has ``height``/``width`` get frames
-``[T, H, W]`` (``[T, H, W, C]`` when ``channels > 1``); every other encoder gets ``[T, C]`` with
-``C`` = the config's ``channels`` (1 if it has none).
+Synthetic input of the right form, for modality encoders: what the encoder's
+``example_values(n_samples, generator)`` gives, when it overrides it; otherwise per-unit encoders
+get ``values [T, N]`` with ``unit_embeddings [N, d_model]``; encoders whose config has
+``height``/``width`` get frames ``[T, H, W]`` (``[T, H, W, C]`` when ``channels > 1``); every
+other encoder gets ``[T, C]`` with ``C`` = the config's ``channels`` (1 if it has none).
 """
 
 from __future__ import annotations
@@ -208,17 +209,29 @@ def _stream_input(
     period = 1.0 / 30.0
     times = torch.arange(n_samples, dtype=torch.float32) * period
     unit_embeddings = None
-    if encoder.per_unit:
-        n_units = 5
-        shape: tuple[int, ...] = (n_samples, n_units)
-        unit_embeddings = torch.randn(n_units, encoder.d_model, generator=generator)
+    values = encoder.example_values(n_samples, generator)
+    if values is not None:  # the plugin says what it reads
+        if not isinstance(values, Tensor) or values.ndim < 2 or values.shape[0] != n_samples:
+            found = tuple(values.shape) if isinstance(values, Tensor) else type(values).__name__
+            raise _fail(
+                f"modality plugin {_describe(type(encoder))}",
+                f"example_values({n_samples}, ...) must give a tensor [{n_samples}, ...] of at "
+                f"least 2 dimensions, found {found}",
+            )
+        values = values.to(torch.float32)
+        shape: tuple[int, ...] = tuple(values.shape)
+    elif encoder.per_unit:
+        shape = (n_samples, 5)
     elif "height" in fields and "width" in fields:
         channels = int(getattr(config, "channels", 1))
         shape = (n_samples, int(config.height), int(config.width))
         shape += (channels,) if channels > 1 else ()
     else:
         shape = (n_samples, int(getattr(config, "channels", 1)))
-    values = torch.randn(shape, generator=generator)
+    if values is None:
+        values = torch.randn(shape, generator=generator)
+    if encoder.per_unit:
+        unit_embeddings = torch.randn(shape[1], encoder.d_model, generator=generator)
     valid = torch.ones(shape if len(shape) == 2 else shape[:1], dtype=torch.bool)
     return StreamTensor(values, valid, times, period), unit_embeddings
 

@@ -171,3 +171,40 @@ def test_kit_rejects_a_batched_tokenize_that_disagrees() -> None:
         check_modality(Pooled, PupilConfig(), name="pupil")
     with pytest.raises(AssertionError, match="tokenize_batch must give, per stream"):
         check_modality(Unordered, CalciumConfig(), name="calcium")
+
+
+class _GridConfig(PluginConfig):
+    type: Literal["test.grid"] = "test.grid"
+    cells: int = 3  # a cells x cells grid per sample: the kit cannot guess it from the names
+
+
+class _GridEncoder(ModalityEncoder):
+    """Reads ``[T, cells, cells]`` (a coarse sensor array); one token per sample."""
+
+    Config = _GridConfig
+    role = "behaviour"
+
+    def __init__(self, config: _GridConfig, *, d_model: int) -> None:
+        super().__init__(config, d_model=d_model)
+        self.embed = nn.Linear(config.cells * config.cells + 1, d_model)
+
+    def tokenize(self, stream: StreamTensor, unit_embeddings: Tensor | None = None) -> Tokens:
+        c = self.config.cells
+        if tuple(stream.values.shape[1:]) != (c, c):
+            raise ValueError(f"grid encoder expects [T, {c}, {c}], found {stream.values.shape}")
+        keep = stream.valid.reshape(-1)
+        x = torch.cat([stream.values.flatten(1), keep[:, None].float()], 1)[keep]
+        spans = torch.stack([stream.times, stream.times + stream.period_s], -1)[keep]
+        return Tokens(self.embed(x), spans)
+
+
+class _GridWithExample(_GridEncoder):
+    def example_values(self, n_samples: int, generator: torch.Generator) -> Tensor:
+        c = self.config.cells
+        return torch.randn(n_samples, c, c, generator=generator)
+
+
+def test_kit_uses_the_plugins_own_example_inputs() -> None:
+    with pytest.raises(ValueError, match=r"grid encoder expects \[T, 3, 3\]"):
+        check_modality(_GridEncoder, name="test.grid")  # guessed [T, 1]: the wrong form
+    check_modality(_GridWithExample, name="test.grid")

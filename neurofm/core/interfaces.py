@@ -199,6 +199,14 @@ class ModalityEncoder(_Plugin):
                 in the order of ``stream.values``' columns.
         """
 
+    def example_values(self, n_samples: int, generator: torch.Generator) -> Tensor | None:
+        """Synthetic values ``[n_samples, ...]`` of the form this encoder reads, for the
+        conformance kit (:mod:`neurofm.testing`; it adds validity, times and, for per-unit
+        encoders, one identity per column). None, the default: the kit builds them from the
+        config (``height``/``width``/``channels``; see its docs). Override it when the config
+        does not say the input's shape."""
+        return None
+
     def tokenize_batch(
         self,
         streams: Sequence[StreamTensor],
