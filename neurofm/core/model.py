@@ -363,7 +363,7 @@ class NeuroFM(nn.Module):
             if mask.visible_units.size == 0:
                 return None
             units = torch.from_numpy(mask.visible_units).to(device)
-            cols = _columns(mask.visible_units, stream.values.shape[1], device)
+            cols = _columns(mask.visible_units, stream.values.shape[1], units)
             offsets = stream.unit_time_offset_s
             sub = StreamTensor(
                 sub.values[:, cols], sub.valid[:, cols], sub.times, sub.period_s,
@@ -434,7 +434,7 @@ class NeuroFM(nn.Module):
                 tgt = _selector(mask.target_time, device)
                 values, valid = stream.values[tgt], _channel_valid(stream)[tgt]
                 if units is not None:
-                    cols = _columns(mask.target_units, stream.values.shape[1], device)
+                    cols = _columns(mask.target_units, stream.values.shape[1], units)
                     values, valid = values[:, cols], valid[:, cols]
                 if mask.target_excluded is not None:  # entries that are also visible inputs
                     valid = valid & ~torch.from_numpy(mask.target_excluded).to(device)
@@ -612,13 +612,13 @@ def _selector(keep: np.ndarray, device: torch.device) -> slice | Tensor:
     return torch.from_numpy(idx).to(device)
 
 
-def _columns(units: np.ndarray, n: int, device: torch.device) -> slice | Tensor:
-    """An index for the columns ``units`` of a tensor with ``n`` columns: all of them as a slice
-    (no copy), any other selection as int64 indices (a contiguous copy, as encoders may
-    expect)."""
+def _columns(units: np.ndarray, n: int, index: Tensor) -> slice | Tensor:
+    """An index for the columns ``units`` of a tensor with ``n`` columns, given also as the
+    tensor ``index``: all of them as a slice (no copy), any other selection as ``index`` (a
+    contiguous copy, as encoders may expect)."""
     if units.size == n and bool((units == np.arange(n)).all()):
         return slice(None)
-    return torch.from_numpy(np.asarray(units, dtype=np.int64)).to(device)
+    return index
 
 
 def _channel_valid(stream: StreamTensor) -> Tensor:

@@ -27,7 +27,7 @@ from neurofm.core.interfaces import (
     StreamTensor,
     Tokens,
 )
-from neurofm.core.tokenization import frames_hwc
+from neurofm.core.tokenization import frames_hwc, same_length_groups
 
 __all__ = ["MovieCoreConfig", "MovieCoreEncoder"]
 
@@ -80,30 +80,26 @@ class MovieCoreEncoder(PositionedStimulusEncoder):
     def encode_batch(self, streams: Sequence[StreamTensor]) -> list[PositionedOutput]:
         c = self.config
         out: list[PositionedOutput | None] = [None] * len(streams)
-        groups: dict[int, list[int]] = {}  # samples of one length are pooled and tokenised at once
-        for i, stream in enumerate(streams):
-            frames_hwc(stream.values, c.height, c.width, c.channels, "movie")  # checks the size
-            if stream.n_samples == 0:
-                out[i] = self._empty(stream)
+        groups = []  # samples of one length are pooled and tokenised at once
+        for idx in same_length_groups(streams):
+            if streams[idx[0]].n_samples == 0:
+                for i in idx:  # the frame size is checked here, or in _pool_frames
+                    frames_hwc(streams[i].values, c.height, c.width, c.channels, "movie")
+                    out[i] = self._empty(streams[i])
             else:
-                groups.setdefault(stream.n_samples, []).append(i)
+                groups.append(idx)
         if not groups:
             return out  # type: ignore[return-value]
-        pooled = {t: self._pool_frames([streams[i] for i in idx]) for t, idx in groups.items()}
-        longest = max(frames.shape[1] for frames, *_ in pooled.values())
+        pooled = [self._pool_frames([streams[i] for i in idx]) for idx in groups]
+        longest = max(frames.shape[1] for frames, *_ in pooled)
         # one core call for the whole batch (its batch norm sees every sample); zero frames after
         # a shorter sample's end change nothing (the core is causal)
         padded = torch.cat(
-            [
-                nn.functional.pad(f, (0, 0, 0, 0, 0, 0, 0, longest - f.shape[1]))
-                for f, *_ in pooled.values()
-            ]
+            [nn.functional.pad(f, (0, 0, 0, 0, 0, 0, 0, longest - f.shape[1])) for f, *_ in pooled]
         )  # [B, T', H, W, C]
         maps = self.core(padded.permute(0, 1, 4, 2, 3))  # [B, T', C', H', W']
         row = 0
-        for idx, (frames, valid, starts, times) in zip(
-            groups.values(), pooled.values(), strict=True
-        ):
+        for idx, (frames, valid, starts, times) in zip(groups, pooled, strict=True):
             n = frames.shape[0]
             group_maps = maps[row : row + n, : frames.shape[1]]
             row += n

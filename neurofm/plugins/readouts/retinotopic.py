@@ -276,7 +276,7 @@ class RetinotopicReadout(StimulusReadout):
         emb = rows.padded(self._identities(rows))  # [B, K, d]
         ctx = self.context(h).unflatten(-1, (p + 1, d))  # [B, Q, p + 1, d]
         ctx = torch.einsum("bqjd,bkd->bqkj", ctx, emb) / d**0.5  # [B, Q, K, p + 1]
-        raw = rows.padded(rows.get("bias"))[:, None] + ctx[..., :p]
+        raw = rows.get_padded("bias")[:, None] + ctx[..., :p]
         reading = [
             i for i, q in enumerate(queries) if q.stimulus and rows.counts[i] and q.h.shape[0]
         ]
@@ -294,7 +294,7 @@ class RetinotopicReadout(StimulusReadout):
                 )  # fmt: skip
                 rate = rate.index_add(0, index, part)
             gain = ctx[..., p].clamp(max=5.0).exp()
-            amplitude = rows.padded(rows.get("amplitude"))[:, None]  # [B, 1, K, p]
+            amplitude = rows.get_padded("amplitude")[:, None]  # [B, 1, K, p]
             raw = raw + (gain * rate)[..., None] * amplitude
         return [raw[i, : q.h.shape[0], : rows.counts[i]] for i, q in enumerate(queries)]
 
@@ -341,15 +341,15 @@ class RetinotopicReadout(StimulusReadout):
             values = F.grid_sample(
                 values.flatten(0, 1), grid.flatten(0, 1), align_corners=False
             ).view(g, t, c, height, width)
-        masks = rows.padded(rows.windows(height, width))[index]  # [G, K, H*W]
+        masks = rows.get_padded((height, width))[index]  # [G, K, H*W]
         pooled = torch.einsum("gtcx,gkx->gtkc", values.flatten(3), masks)  # [G, T, K, C]
-        features = rows.padded(rows.get("features"))[index]  # [G, K, C]
-        drive_bias = rows.padded(rows.get("drive_bias"))[index]  # [G, K]
+        features = rows.get_padded("features")[index]  # [G, K, C]
+        drive_bias = rows.get_padded("drive_bias")[index]  # [G, K]
         rate = F.softplus((pooled * features[:, None]).sum(-1) + drive_bias[:, None])  # [G, T, K]
         period = views[0].features.period_s
         taps = min(t, round(self.config.filter_s / period)) if period > 0 else 0
         if taps > 1:
-            tau = rows.padded(rows.get("log_tau"))[index].exp()  # [G, K] (padding: 1 s)
+            tau = rows.get_padded("log_tau")[index].exp()  # [G, K] (padding: 1 s)
             lags = torch.arange(taps - 1, -1, -1, device=rate.device, dtype=rate.dtype)
             kernel = torch.exp(-lags * period / tau[..., None])  # [G, K, taps], newest last
             kernel = (kernel / kernel.sum(-1, keepdim=True)).reshape(g * k, 1, taps)
@@ -369,8 +369,8 @@ class _Rows:
     """The per-neuron parameters of several ``(session_id, units)`` requests, gathered with one
     index per parameter and session. ``get(name)`` gives them flat ``[N, ...]`` (requests of one
     session together, in order of first appearance); ``padded`` lays a flat tensor out as
-    ``[requests, most units, ...]`` (zero rows after a request's units) and ``split`` as one
-    tensor per request."""
+    ``[requests, most units, ...]`` (zero rows after a request's units), ``get_padded`` does so
+    once per parameter, and ``split`` gives one tensor per request."""
 
     def __init__(self, readout: RetinotopicReadout, requests: Sequence[tuple[str, Tensor]]) -> None:
         self.readout = readout
@@ -408,6 +408,15 @@ class _Rows:
         if (height, width) not in self._cache:
             self._cache[(height, width)] = self.readout._windows(self, height, width)
         return self._cache[(height, width)]
+
+    def get_padded(self, name: str | tuple[int, int]) -> Tensor:
+        """``padded`` of ``get(name)``, or of ``windows(height, width)`` for a ``(height, width)``
+        name; computed once however many query groups and views read it."""
+        key = ("padded", name)
+        if key not in self._cache:
+            flat = self.windows(*name) if isinstance(name, tuple) else self.get(name)
+            self._cache[key] = self.padded(flat)
+        return self._cache[key]
 
     def padded(self, flat: Tensor) -> Tensor:
         if self._layout is None:
