@@ -284,7 +284,10 @@ def main() -> None:
     result = evaluate(model, sessions, TASKS, window_s=args.window, progress=False)
     eval_s = time.perf_counter() - t0
 
-    cnn_config = CNNConfig(window_s=args.window, steps=100_000, eval_every=50, seed=args.seed)
+    # the CNN sees half a window of the movie before each window it predicts (trained and scored
+    # so), as neurofm's whole-window tasks are scored from overlapping windows (`evaluate`)
+    cnn_config = CNNConfig(window_s=args.window, context_s=args.window / 2, steps=100_000,
+                           eval_every=50, seed=args.seed)  # fmt: skip
     cnn_scores, cnn_info = {}, {}
     for task, inputs in (
         ("responses_from_stimulus_behaviour", ["movie", "running", "pupil"]),

@@ -40,7 +40,6 @@ from unittest import mock
 
 import numpy as np
 import torch
-from modalities import correlations
 
 from neurofm.core.backbone.presets import get_preset
 from neurofm.core.baselines.cnn import CNNConfig, fit_cnn_baseline
@@ -50,7 +49,7 @@ from neurofm.core.data import open_dataset
 from neurofm.core.data.simulate_to_disk import simulate_to_disk
 from neurofm.core.data.simulation import SimulationConfig, dataset
 from neurofm.core.data.simulation.neurons import leaky_integrate
-from neurofm.core.tasks import get_task
+from neurofm.core.evaluation.evaluate import evaluate
 from neurofm.core.training.trainer import Trainer
 from neurofm.plugins.readouts.retinotopic import RetinotopicReadout
 
@@ -135,7 +134,9 @@ def oracle_r(sim: SimulationConfig) -> dict[str, float]:
 
 def train_and_score(model, sessions, task: str, steps: int, lr: float, seed: int) -> tuple:
     """Train ``model`` on ``task`` alone (batch 8, 2 s windows) and score it: ``(r with expected
-    calcium on the test tier, training seconds)``."""
+    calcium on the test tier, training seconds)``. The score is ``r_to_expected`` of
+    :func:`~neurofm.core.evaluation.evaluate.evaluate` (its overlapping windows: each time from
+    the window it is central in), as the other models' (predicted over whole intervals)."""
     training = TrainingConfig(
         steps=steps, batch_size=8, lr=lr, warmup_steps=20, eval_every=10**6,
         tasks={task: 1.0}, device="cpu", seed=seed,
@@ -143,7 +144,9 @@ def train_and_score(model, sessions, task: str, steps: int, lr: float, seed: int
     start = time.perf_counter()
     Trainer(model, sessions, training, window_s=2.0, progress=False).fit()
     seconds = time.perf_counter() - start
-    return correlations(model.eval(), sessions, get_task(task), None), seconds
+    result = evaluate(model.eval(), sessions, [task], window_s=2.0, progress=False,
+                      baselines=False)  # fmt: skip
+    return result.tasks[task]["calcium"].summary["r_to_expected"], seconds
 
 
 def model_config(

@@ -18,15 +18,18 @@ def evaluate_and_report(
     *,
     baselines: bool = True,
     progress: bool = True,
+    context_s: float | None = None,
 ):
     """Evaluate the model and its baselines, write the report folder, print the table; returns
-    the EvaluationResult."""
+    the EvaluationResult. ``context_s``: overlap of consecutive windows for whole-window tasks
+    (:func:`~neurofm.core.evaluation.evaluate.evaluate`; default half the window)."""
     from neurofm.core.evaluation.evaluate import evaluate
     from neurofm.core.evaluation.report import format_table, write_report
 
     result = evaluate(
-        model, sessions, tasks, window_s=window_s, baselines=baselines, progress=progress
-    )
+        model, sessions, tasks, window_s=window_s, baselines=baselines, progress=progress,
+        context_s=context_s,
+    )  # fmt: skip
     write_report(result, out, extra=extra)
     print(format_table(result))
     print(f"report written to {out}")
@@ -63,9 +66,14 @@ def run(args: argparse.Namespace) -> int:
     if unknown_tasks:
         raise NeurofmError(f"unknown task presets {unknown_tasks}; known: {', '.join(PRESETS)}")
     out = Path(args.out) if args.out else default_report_folder(Path(args.checkpoint))
+    if args.context_s is not None and not 0 <= args.context_s < window_s:
+        raise NeurofmError(
+            f"--context-s {args.context_s:g} must be at least 0 and shorter than the window "
+            f"({window_s:g} s)"
+        )
     evaluate_and_report(
         model, sessions, tasks, window_s, out, baselines=not args.no_baselines,
-        progress=not args.quiet,
+        progress=not args.quiet, context_s=args.context_s,
     )  # fmt: skip
     return 0
 
@@ -82,6 +90,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--window-s", type=float, default=None,
         help="window length in seconds (default: the checkpoint's training window)",
+    )  # fmt: skip
+    p.add_argument(
+        "--context-s", type=float, default=None,
+        help="overlap in seconds of consecutive windows for tasks that show and predict whole "
+        "windows (each time is scored from the window it sits nearer the centre of; default: "
+        "half the window; 0: windows side by side)",
     )  # fmt: skip
     p.add_argument(
         "--out", default=None,

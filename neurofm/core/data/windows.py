@@ -97,20 +97,30 @@ def load_window(
     return WindowSample(session.session_id, float(t0), float(duration), streams, truth, offsets)
 
 
-def tile_intervals(session: Session, tier: Tier, duration: float) -> list[tuple[float, int]]:
+def tile_intervals(
+    session: Session, tier: Tier, duration: float, *, context: float = 0.0
+) -> list[tuple[float, int]]:
     """Window starts that cover every ``tier`` interval of a session: ``[(t0, interval_index)]``.
 
-    Windows tile each interval from its start; when the interval is not a multiple of ``duration``
-    a last window ends exactly at the interval's end (overlapping the previous one).
+    Windows tile each interval from its start, one every ``duration - context`` seconds (so
+    consecutive windows overlap by ``context``: each window after the first sees the last
+    ``context`` seconds of the one before); when the interval is not covered exactly, a last window
+    ends at the interval's end (overlapping the previous one by more). Intervals shorter than
+    ``duration`` get no window.
     """
+    if not 0.0 <= context < duration:
+        raise ValueError(
+            f"context {context:g} s must be at least 0 and shorter than the window ({duration:g} s)"
+        )
+    stride = duration - context
     starts = []
     for index, iv in enumerate(session.intervals(tier)):
         length = iv.end - iv.start
         if length < duration:
             continue
-        n = int(np.floor(length / duration + 1e-9))
-        starts += [(iv.start + k * duration, index) for k in range(n)]
-        if length - n * duration > 1e-6:
+        n = 1 + int(np.floor((length - duration) / stride + 1e-9))
+        starts += [(iv.start + k * stride, index) for k in range(n)]
+        if length - ((n - 1) * stride + duration) > 1e-6:
             starts.append((iv.end - duration, index))
     return starts
 

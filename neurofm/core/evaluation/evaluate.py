@@ -30,7 +30,14 @@ from neurofm.core.model import NeuroFM
 from neurofm.core.progress import progress as progress_bar
 from neurofm.core.tasks import PRESETS, TaskSpec, get_task, rule_for
 
-__all__ = ["DEFAULT_TASKS", "EvaluationResult", "StreamMetrics", "evaluate", "stimulus_order"]
+__all__ = [
+    "DEFAULT_TASKS",
+    "EvaluationResult",
+    "StreamMetrics",
+    "evaluate",
+    "stimulus_order",
+    "whole_window_task",
+]
 
 DEFAULT_TASKS = tuple(PRESETS)
 _FULL = (0.0, 1.0)
@@ -75,6 +82,16 @@ def stimulus_order(
     return sorted(windows, key=key)
 
 
+def whole_window_task(task: TaskSpec) -> bool:
+    """Whether every rule of ``task`` shows and asks for whole windows (or nothing): then a window
+    shifted in time is the same task, and overlapping windows can be stitched (see
+    :func:`evaluate`)."""
+    return all(
+        rule.visible in (None, _FULL) and rule.target in (None, _FULL)
+        for rule in task.rules.values()
+    )
+
+
 def _ln_inputs(model: NeuroFM, task: TaskSpec, session: Session, target: str) -> tuple[str, ...]:
     """Streams the task shows over the whole window, when it asks for the whole ``target``."""
     rule = rule_for(task, target, model.encoder(target).role)
@@ -99,15 +116,32 @@ def evaluate(
     batch_size: int = 16,
     progress: bool = True,
     baselines: bool = True,
+    context_s: float | None = None,
 ) -> EvaluationResult:
     """Evaluate ``model`` (and, with ``baselines``, its references) on every task over the
     ``tier`` intervals of ``sessions``.
+
+    Windows of ``window_s`` tile each interval. For a task that shows and asks for whole windows
+    (:func:`whole_window_task`: stimulus(+behaviour) -> responses, decoding, population),
+    consecutive windows overlap by ``context_s`` (default half the window) and each time is scored
+    from the window in which it sits nearer the centre: a response depends on the stimulus before
+    it, and decoding behaviour from calcium on the activity after it, so a time at a window's
+    edge lacks half its surroundings. With the default, every time scored more than a quarter
+    window from its interval's ends has at least a quarter window of data on both sides (0
+    scores each window in full). Forecasting tasks keep their own context (the visible past
+    inside the window) and tile without overlap.
 
     Per-unit (neural) targets: per-neuron single-trial Pearson r; when every interval is predicted
     in full and stimuli repeat, also correlation to the average, oracle r, FEV/FEVE and — for
     sessions with ground truth ``expected_<stream>`` — the noise ceiling and the fraction of it
     reached. Channel (behaviour) targets: per-channel Pearson r.
     """
+    context_s = window_s / 2 if context_s is None else context_s
+    if not 0.0 <= context_s < window_s:
+        raise ValueError(
+            f"context_s {context_s:g} must be at least 0 and shorter than the window "
+            f"({window_s:g} s)"
+        )
     model.eval()
     norm = model.normalization()
     result = EvaluationResult()
@@ -125,7 +159,8 @@ def evaluate(
                         ln_cache[key] = fit_linear_nonlinear(session, inputs, name, norm)
                     lns[name] = ln_cache[key]
             run = _SessionRun(model, session, task, norm, lns, baselines, result)
-            states = run.run(window_s, tier, batch_size, progress)
+            context = context_s if whole_window_task(task) else 0.0
+            states = run.run(window_s, context, tier, batch_size, progress)
             for (stream, predictor), st in states.items():
                 names = session.stream_spec(stream).channel_names
                 pool(st, names, pooled[stream][predictor], channel_r[stream][predictor])
@@ -158,10 +193,21 @@ class _SessionRun:
         self.states: dict[tuple[str, str], PredictorState] = {}
 
     @torch.no_grad()
-    def run(self, window_s: float, tier: Tier, batch_size: int, progress: bool) -> dict:
+    def run(
+        self, window_s: float, context: float, tier: Tier, batch_size: int, progress: bool
+    ) -> dict:
         session = self.session
         self.intervals = session.intervals(tier)
-        windows = stimulus_order(tile_intervals(session, tier, window_s), self.intervals)
+        tiles = tile_intervals(session, tier, window_s, context=context)
+        windows = stimulus_order(tiles, self.intervals)
+        # where two windows of an interval overlap, each scores the half of the overlap nearer
+        # its own centre (later windows overwrite the earlier one's predictions from there on)
+        self.score_from: dict[tuple[float, int], float] = {}
+        previous_end: dict[int, float] = {}
+        for t0, iv in sorted(tiles, key=lambda w: (w[1], w[0])):
+            end = previous_end.get(iv)
+            self.score_from[(t0, iv)] = -np.inf if end is None else (t0 + end) / 2
+            previous_end[iv] = t0 + window_s
         last_window = {iv: k for k, (_, iv) in enumerate(windows)}
         self.repeats_left = Counter(self.intervals[iv].stimulus_id for iv in last_window)
         rng = np.random.default_rng(0)
@@ -204,6 +250,8 @@ class _SessionRun:
         )
         pred = self.model.head(name).predict(target.raw).cpu().numpy().astype(np.float64)
         pred[~target.valid.cpu().numpy()] = np.nan
+        scored = ts[idx] >= self.score_from[(t0, iv_index)] - 1e-3 * period
+        idx, pred = idx[scored], pred[scored]
         cols = np.arange(rec.shape[1]) if target.units is None else target.units.cpu().numpy()
         buf["model"][np.ix_(idx, cols)] = pred
         if not self.baselines:

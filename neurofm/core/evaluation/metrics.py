@@ -165,7 +165,8 @@ class RepeatAccumulator:
       so each (stimulus, time) pair weighs the same whatever its repeat count (as SENSORIUM).
     * ``sq_err_sum`` ``[C]`` and ``n_trials``: Σ (y - ŷ)² and count over (stimulus, repeat, time).
     * ``single_trial`` (ŷ vs y), ``to_average`` (repeat-mean ŷ vs repeat-mean y, over
-      (stimulus, time)) and ``ceiling`` (expected vs y): correlation accumulators.
+      (stimulus, time)), ``ceiling`` (expected vs y) and ``to_expected`` (ŷ vs expected):
+      correlation accumulators.
 
     Predictions and expected responses must be given for every stimulus or for none. Inputs
     must be finite.
@@ -176,6 +177,7 @@ class RepeatAccumulator:
         self.single_trial = CorrelationAccumulator()
         self.to_average = CorrelationAccumulator()
         self.ceiling = CorrelationAccumulator()
+        self.to_expected = CorrelationAccumulator()
         self.noise_var_sum = np.zeros(())  # 0-d until the first stimulus broadcasts it to [C]
         self.sq_err_sum = np.zeros(())
         self.n_stimulus_time = 0
@@ -225,13 +227,15 @@ class RepeatAccumulator:
             self.to_average.update(p.mean(axis=0), y.mean(axis=0))
         if e is not None:
             self.ceiling.update(e.reshape(-1, n_chan), y_flat)
+        if p is not None and e is not None:
+            self.to_expected.update(p.reshape(-1, n_chan), e.reshape(-1, n_chan))
 
     def merge(self, other: RepeatAccumulator) -> None:
         """Fold ``other`` (e.g. another worker's stimuli) into ``self`` in place."""
         if other.has_predictions is None:
             return
         self._check_mode(other.has_predictions, bool(other.has_expected))
-        for name in ("oracle", "single_trial", "to_average", "ceiling"):
+        for name in ("oracle", "single_trial", "to_average", "ceiling", "to_expected"):
             getattr(self, name).merge(getattr(other, name))
         self.noise_var_sum = self.noise_var_sum + other.noise_var_sum
         self.sq_err_sum = self.sq_err_sum + other.sq_err_sum
@@ -240,7 +244,8 @@ class RepeatAccumulator:
 
     def compute(self) -> dict[str, np.ndarray]:
         """Return ``[C]`` arrays keyed ``oracle_r``, ``fev`` and, when available, ``feve``,
-        ``r_to_average``, ``single_trial_r``, ``ceiling_r``, ``fraction_of_ceiling``."""
+        ``r_to_average``, ``single_trial_r``, ``ceiling_r``, ``fraction_of_ceiling``,
+        ``r_to_expected``."""
         if self.has_predictions is None:
             raise RuntimeError("No stimuli seen; call update() with at least one stimulus.")
         total_var = self.oracle._variance_y()
@@ -263,6 +268,7 @@ class RepeatAccumulator:
                 usable = np.isfinite(ceiling) & (ceiling != 0)
                 ratio = out["single_trial_r"] / np.where(usable, ceiling, 1.0)
                 out["fraction_of_ceiling"] = np.where(usable, ratio, np.nan)
+                out["r_to_expected"] = self.to_expected.compute()
         return out
 
 

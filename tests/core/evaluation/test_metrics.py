@@ -102,8 +102,24 @@ def test_perfect_prediction_of_noise_free_response() -> None:
         signal, responses = _noisy_repeats(rng, 4, 20, 5, noise=0.0)
         acc.update(responses, predictions=signal, expected=signal)
     m = acc.compute()
-    for key in ("feve", "fev", "oracle_r", "single_trial_r", "r_to_average", "ceiling_r"):
+    for key in ("feve", "fev", "oracle_r", "single_trial_r", "r_to_average", "ceiling_r",
+                "r_to_expected"):  # fmt: skip
         np.testing.assert_allclose(m[key], 1.0, atol=1e-12, err_msg=key)
+
+
+def test_r_to_expected_is_the_fraction_of_ceiling_without_the_noise() -> None:
+    # a prediction = the expected response plus its own error, recordings = expected plus
+    # independent noise: r_to_expected is corr(prediction, expected) and, the noise being
+    # independent, single_trial_r ~ r_to_expected * ceiling_r
+    rng = np.random.default_rng(7)
+    acc = RepeatAccumulator()
+    for _ in range(40):
+        signal, responses = _noisy_repeats(rng, 5, 50, 3, noise=1.0)
+        prediction = signal + 0.8 * rng.normal(size=signal.shape)
+        acc.update(responses, predictions=prediction, expected=signal)
+    m = acc.compute()
+    assert np.all((m["r_to_expected"] > 0.5) & (m["r_to_expected"] < 0.95))
+    np.testing.assert_allclose(m["single_trial_r"], m["r_to_expected"] * m["ceiling_r"], atol=0.03)
 
 
 def test_leave_one_out_prediction_reproduces_oracle() -> None:
