@@ -22,11 +22,17 @@ prediction"):
   offset_n`` (``unit_read_times``): at slow imaging rates a frame lasts several feature steps.
 - **context path**: the backbone output ``h`` at the query time gives an additive term and a
   multiplicative gain per neuron (behavioural state, population context) through the neuron's
-  identity embedding: ``[c_n, g_n] = <W h, e_n> / sqrt(d)``.
+  identity embedding: ``[c_n, g_n] = <U h, e_n> / sqrt(d)``.
 
     raw_n(t) = bias_n + c_n(t) + exp(g_n(t)) * a_n * filtered_rate_n(t)
 
-A sample without a visible stimulus uses ``bias_n + c_n(t)``, so every task works. The identity
+A sample without a visible stimulus uses ``bias_n + <W h, e_n> / sqrt(d)``, so every task works.
+``W`` (``context``) and ``U`` (``modulation``) are two projections of the same backbone output:
+alone, the context must predict the response itself (from the population, the past); beside the
+stimulus drive it modulates it. With one projection for both, the tasks without the stimulus
+(forecasting, population, decoding) pulled the stimulus tasks' gain and offset towards their own
+use (on the demo, stimulus+behaviour -> responses gained 0.03 of the noise ceiling with the
+second projection; BENCHMARKS.md, "The demo"). The identity
 ``e_n`` (input side and context path) is a linear map of Fourier features of the position
 ``mu_n`` and of ``w_n`` plus a learned residual. While the identity map trains (training from
 scratch), it reads the position without its gradient, so the context path cannot move where a
@@ -124,10 +130,14 @@ class RetinotopicReadout(StimulusReadout):
         c, p = feature_channels, params_per_unit
         self.shared_weights = nn.Parameter(torch.zeros(c))
         self.identity = nn.Linear(4 * config.position_frequencies + c, d_model)
-        self.context = nn.Linear(d_model, d_model * (p + 1))
+        # the context path: alone where no stimulus is read; beside the stimulus drive, a
+        # projection of its own gives the additive term and the log-gain (see the module doc)
+        self.context = nn.Linear(d_model, d_model * p)
+        self.modulation = nn.Linear(d_model, d_model * (p + 1))
         with torch.no_grad():  # the gain starts at exp(0) = 1
-            self.context.weight[d_model * p :].zero_()
-            self.context.bias[d_model * p :].zero_()
+            self.modulation.weight[d_model * p :].zero_()
+            self.modulation.bias[d_model * p :].zero_()
+        self.register_load_state_dict_pre_hook(_one_context_projection)
         names = ("retinotopy", "shifter", "delta", "log_sigma", "logits", "weights",
                  "drive_bias", "log_tau", "amplitude", "bias", "residual")  # fmt: skip
         for name in names:
@@ -265,38 +275,64 @@ class RetinotopicReadout(StimulusReadout):
         return self.project_stimulus_batch([ReadoutQuery(h, session_id, units, times, stimulus)])[0]
 
     def project_stimulus_batch(self, queries: Sequence[ReadoutQuery]) -> list[Tensor]:
-        """Every query at once: the neurons' parameters gathered once per session, the context
-        path as one product over the batch padded to its most queries and units, and the stimulus
-        path once per group of queries whose views have the same shapes."""
+        """Every query at once: the neurons' parameters gathered once per session, each of the
+        two context projections as one product over its queries (padded to the batch's most
+        queries and units), and the stimulus path once per group of queries whose views have the
+        same shapes."""
         if not queries:
             return []
-        p, d = self.params_per_unit, self.d_model
+        p = self.params_per_unit
         rows = _Rows(self, [(q.session_id, q.units) for q in queries])
         h = nn.utils.rnn.pad_sequence([q.h for q in queries], batch_first=True)  # [B, Q, d]
         emb = rows.padded(self._identities(rows))  # [B, K, d]
-        ctx = self.context(h).unflatten(-1, (p + 1, d))  # [B, Q, p + 1, d]
-        ctx = torch.einsum("bqjd,bkd->bqkj", ctx, emb) / d**0.5  # [B, Q, K, p + 1]
-        raw = rows.get_padded("bias")[:, None] + ctx[..., :p]
-        reading = [
-            i for i, q in enumerate(queries) if q.stimulus and rows.counts[i] and q.h.shape[0]
-        ]
+        reads = [bool(q.stimulus) and rows.counts[i] > 0 and q.h.shape[0] > 0
+                 for i, q in enumerate(queries)]  # fmt: skip
+        reading = [i for i, r in enumerate(reads) if r]
+        alone = [i for i, r in enumerate(reads) if not r]
+        terms = None  # [B, Q, K, p]
+        if alone:
+            terms = _scatter(terms, alone, len(queries), self._context_terms(self.context, h, emb,
+                                                                             alone, p))  # fmt: skip
         if reading:
-            rate = raw.new_zeros(raw.shape[:3])  # [B, Q, K]
-            groups: dict[tuple, list[int]] = {}
-            for i in reading:
-                groups.setdefault(_signature(queries[i].stimulus), []).append(i)
-            for members in groups.values():
-                index = torch.tensor(members, device=raw.device)
-                part = sum(
-                    self._filtered_rate(rows, members, [queries[i] for i in members], j,
-                                        raw.shape[1])
-                    for j in range(len(queries[members[0]].stimulus))
-                )  # fmt: skip
-                rate = rate.index_add(0, index, part)
-            gain = ctx[..., p].clamp(max=5.0).exp()
-            amplitude = rows.get_padded("amplitude")[:, None]  # [B, 1, K, p]
-            raw = raw + (gain * rate)[..., None] * amplitude
+            mod = self._context_terms(self.modulation, h, emb, reading, p + 1)  # [R, Q, K, p + 1]
+            rate = self._rates(rows, queries, reading, h.shape[1])  # [R, Q, K]
+            gain = mod[..., p].clamp(max=5.0).exp()
+            amplitude = _take(rows.get_padded("amplitude"), reading, len(queries))[:, None]
+            driven = mod[..., :p] + (gain * rate)[..., None] * amplitude
+            terms = _scatter(terms, reading, len(queries), driven)
+        raw = rows.get_padded("bias")[:, None] + terms
         return [raw[i, : q.h.shape[0], : rows.counts[i]] for i, q in enumerate(queries)]
+
+    def _context_terms(
+        self, projection: nn.Linear, h: Tensor, emb: Tensor, members: list[int], j: int
+    ) -> Tensor:
+        """``<projection(h), e_n> / sqrt(d)`` for the queries ``members``: ``[M, Q, K, j]``."""
+        d = self.d_model
+        proj = projection(_take(h, members, h.shape[0])).unflatten(-1, (j, d))  # [M, Q, j, d]
+        return torch.einsum("bqjd,bkd->bqkj", proj, _take(emb, members, emb.shape[0])) / d**0.5
+
+    def _rates(
+        self, rows: _Rows, queries: Sequence[ReadoutQuery], reading: list[int], n_q: int
+    ) -> Tensor:
+        """The low-passed stimulus rate ``[R, n_q, K]`` of the queries ``reading``, every view
+        summed; the views of queries with the same shapes are read in one computation."""
+        rate = None
+        groups: dict[tuple, list[int]] = {}
+        for i in reading:
+            groups.setdefault(_signature(queries[i].stimulus), []).append(i)
+        position = {i: r for r, i in enumerate(reading)}
+        for members in groups.values():
+            part = sum(
+                self._filtered_rate(rows, members, [queries[i] for i in members], j, n_q)
+                for j in range(len(queries[members[0]].stimulus))
+            )  # [G, n_q, K]
+            if len(members) == len(reading):
+                return part
+            if rate is None:
+                rate = part.new_zeros(len(reading), *part.shape[1:])
+            index = torch.tensor([position[i] for i in members], device=part.device)
+            rate = rate.index_copy(0, index, part)
+        return rate
 
     def _windows(self, rows: _Rows, height: int, width: int) -> Tensor:
         """Each neuron's read-out weights ``[N, height * width]`` over a ``height x width`` grid of
@@ -429,6 +465,39 @@ class _Rows:
 
     def split(self, flat: Tensor) -> list[Tensor]:
         return [flat[s : s + c] for s, c in zip(self.starts, self.counts, strict=True)]
+
+
+def _take(x: Tensor, members: list[int], n: int) -> Tensor:
+    """Rows ``members`` of ``x`` (``x`` itself when they are all ``n`` rows, in order)."""
+    if len(members) == n:
+        return x
+    return x[torch.tensor(members, device=x.device)]
+
+
+def _scatter(into: Tensor | None, members: list[int], n: int, part: Tensor) -> Tensor:
+    """``part`` (rows for ``members``) placed into ``n`` rows: ``into`` (or zeros) with those rows
+    replaced; ``part`` itself when it covers all ``n`` rows."""
+    if len(members) == n:
+        return part
+    if into is None:
+        into = part.new_zeros(n, *part.shape[1:])
+    return into.index_copy(0, torch.tensor(members, device=part.device), part)
+
+
+def _one_context_projection(module, state_dict, prefix, *args) -> None:
+    """Weights saved when one context projection served both cases (``context`` with ``d (p +
+    1)`` outputs and no ``modulation``) load as that projection in both roles, which gives the
+    same predictions."""
+    weight, bias = f"{prefix}context.weight", f"{prefix}context.bias"
+    if f"{prefix}modulation.weight" in state_dict or weight not in state_dict:
+        return
+    rows = module.d_model * module.params_per_unit
+    if state_dict[weight].shape[0] != rows + module.d_model:
+        return
+    state_dict[f"{prefix}modulation.weight"] = state_dict[weight]
+    state_dict[f"{prefix}modulation.bias"] = state_dict[bias]
+    state_dict[weight] = state_dict[weight][:rows]
+    state_dict[bias] = state_dict[bias][:rows]
 
 
 def _signature(views: Sequence[StimulusView]) -> tuple:

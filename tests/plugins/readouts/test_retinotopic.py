@@ -193,3 +193,44 @@ def test_refused_when_feature_channels_differ() -> None:
                                        feature_channels=4),
             heads={"calcium": PoissonHead(PoissonConfig(), d_model=32, channels=None)},
         )  # fmt: skip
+
+
+def test_the_context_alone_and_beside_the_stimulus_are_two_projections(tiny_data: Path) -> None:
+    # a task without the stimulus trains the context projection only, one with it the
+    # modulation only (the stimulus tasks' gain and offset are theirs)
+    sessions = open_dataset(tiny_data)
+    torch.manual_seed(0)
+    model = build_model(_config(), sessions)
+    readout = model.readout
+    batch = _batch(sessions, model)
+    model(batch, [get_task("forecast")] * len(batch)).loss.backward()
+    assert readout.context.weight.grad.abs().sum() > 0
+    assert readout.modulation.weight.grad is None
+    model.zero_grad(set_to_none=True)
+    model(batch, [get_task("responses_from_stimulus_behaviour")] * len(batch)).loss.backward()
+    assert readout.context.weight.grad is None
+    assert readout.modulation.weight.grad.abs().sum() > 0
+    # a mixed batch trains both, and each sample's output is what it is alone
+    tasks = [get_task("forecast_with_stimulus_behaviour"), get_task("forecast")] * 2
+    model.eval()
+    with torch.no_grad():
+        mixed = model(batch, tasks).targets
+        alone = [model([w], [t]).targets[0] for w, t in zip(batch, tasks, strict=True)]
+    for m, a in zip(mixed, alone, strict=True):
+        assert torch.allclose(m.raw, a.raw, atol=1e-5)
+
+
+def test_weights_with_one_context_projection_load_into_both_roles() -> None:
+    # weights saved when one projection served both roles (d * (p + 1) outputs, no modulation)
+    units = {"s": SessionUnits("s", 5, np.random.default_rng(0).uniform(0, 400, (5, 3)))}
+    readout = RetinotopicReadout(RetinotopicConfig(), d_model=8, sessions=units,
+                                 feature_channels=3)  # fmt: skip
+    state = readout.state_dict()
+    one = torch.randn(16, 8), torch.randn(16)
+    state["context.weight"], state["context.bias"] = one
+    del state["modulation.weight"], state["modulation.bias"]
+    readout.load_state_dict(state)
+    assert torch.equal(readout.modulation.weight, one[0])
+    assert torch.equal(readout.modulation.bias, one[1])
+    assert torch.equal(readout.context.weight, one[0][:8])
+    assert torch.equal(readout.context.bias, one[1][:8])
