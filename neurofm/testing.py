@@ -177,6 +177,16 @@ def _check_penalty(what: str, module: nn.Module) -> None:
     _check_finite(what, "penalty()", value)
 
 
+def _check_learning_rate_scales(what: str, module: nn.Module) -> None:
+    """``learning_rate_scales()`` names only the plugin's parameters, with positive scales."""
+    from neurofm.core.model import plugin_learning_rate_scales
+
+    try:
+        plugin_learning_rate_scales(module)
+    except ValueError as exc:
+        raise _fail(what, str(exc)) from None
+
+
 def _check_reload(
     what: str, build: Callable[[], nn.Module], module: nn.Module, run: Callable[[nn.Module], Any]
 ) -> None:
@@ -323,6 +333,7 @@ def check_modality(
         _check_tokenize_batch(what, encoder, stream, units, empty, empty_units)
 
     _check_penalty(what, encoder)
+    _check_learning_rate_scales(what, encoder)
     _check_reload(what, build, encoder, lambda m: (m.tokenize(stream, units).features,))
     if isinstance(encoder, PositionedStimulusEncoder):
         _check_positioned(what, encoder, stream, empty, d_model)
@@ -521,6 +532,7 @@ def check_readout(
 
     _check_batched(what, readout, h, units)
     _check_penalty(what, readout)
+    _check_learning_rate_scales(what, readout)
     readout = build()
     _check_reload(what, build, readout, lambda m: (m.project(h, "s.b", torch.tensor([0, 3])),))
     if isinstance(readout, StimulusReadout):
@@ -698,6 +710,7 @@ def check_head(
         raise _fail(what, f"an empty batch gave raw {tuple(empty_raw.shape)}, count {empty_count}")
     _check_finite(what, "loss of an empty batch", empty_total)
     _check_penalty(what, head)
+    _check_learning_rate_scales(what, head)
 
     per_unit = head_cls(config, d_model=d_model, channels=None)
     unit_raw = torch.randn(q, 5, per_unit.params_per_channel, requires_grad=True)

@@ -86,6 +86,16 @@ class _WrongWidth(_GoodSeries):
         return Tokens(tokens.features[:, :-1], tokens.times)
 
 
+class _ScalesANameItLacks(_GoodSeries):
+    def learning_rate_scales(self) -> dict[str, float]:
+        return {"core.": 2.0}
+
+
+class _NegativeScale(_GoodSeries):
+    def learning_rate_scales(self) -> dict[str, float]:
+        return {"embed.": -1.0}
+
+
 class _LooseConfig(PluginConfig):
     model_config = ConfigDict(extra="allow")
     type: Literal["test.loose"] = "test.loose"
@@ -105,6 +115,8 @@ def test_kit_accepts_a_correct_encoder() -> None:
         (_NaNOnInvalid, "NaN"),
         (_TokensForNothing, "no gradient can flow"),
         (_WrongWidth, "token features must be"),
+        (_ScalesANameItLacks, "none of its parameters"),
+        (_NegativeScale, "positive number"),
     ],
 )
 def test_kit_rejects_broken_encoders(cls: type[ModalityEncoder], message: str) -> None:

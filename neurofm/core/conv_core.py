@@ -42,7 +42,10 @@ class CoreConfig(StrictModel):
     on CUDA, where distributed training converts it to ``torch.nn.SyncBatchNorm``) or ``"none"``
     (no normalisation: every sample's output is independent of the rest of its batch).
     ``laplace_penalty``: weight of a smoothness penalty on the first block's spatial kernels
-    (:meth:`FactorisedCore.penalty`; 0: none).
+    (:meth:`FactorisedCore.penalty`; 0: none). ``lr_scale``: the core's learning rate as a
+    multiple of the training learning rate (an encoder that owns the core reports it through
+    ``learning_rate_scales``): the core is small beside the backbone and must move further in
+    a short run (the demo's model: BENCHMARKS.md, "The demo").
     """
 
     channels: int = Field(16, ge=1)
@@ -53,6 +56,7 @@ class CoreConfig(StrictModel):
     downsample: int = Field(2, ge=1)
     norm: Literal["batch", "none"] = "batch"
     laplace_penalty: float = Field(0.0, ge=0)
+    lr_scale: float = Field(2.0, gt=0)
 
     @model_validator(mode="after")
     def _one_kernel_per_block(self) -> CoreConfig:

@@ -162,6 +162,15 @@ class _Plugin(nn.Module, ABC):
         whatever the batch size."""
         return None
 
+    def learning_rate_scales(self) -> Mapping[str, float]:
+        """Relative learning rates of this plugin's parameters: a prefix of parameter names (as
+        ``self.named_parameters()`` gives them, e.g. ``"core."``) -> a multiple of the training
+        learning rate (the schedule applies to it alike). Parameters no prefix matches, and every
+        parameter by default (``{}``), train at 1; where prefixes overlap the longest wins. For
+        parameters that must move further in a short run than their neighbours (e.g. a shared
+        feature core beside a large backbone)."""
+        return {}
+
 
 class ModalityEncoder(_Plugin):
     """Turns one stream of a window into tokens.

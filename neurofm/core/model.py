@@ -34,7 +34,14 @@ from neurofm.core.interfaces import (
 )
 from neurofm.core.tasks import ResolvedMask, TaskSpec, resolve
 
-__all__ = ["MaskedStream", "ModelOutput", "NeuroFM", "PendingTarget", "TargetOutput"]
+__all__ = [
+    "MaskedStream",
+    "ModelOutput",
+    "NeuroFM",
+    "PendingTarget",
+    "TargetOutput",
+    "plugin_learning_rate_scales",
+]
 
 
 @dataclass
@@ -249,6 +256,21 @@ class NeuroFM(nn.Module):
         parts = [m.penalty() for m in plugins if m is not None]
         parts = [p for p in parts if p is not None]
         return torch.stack([p.float() for p in parts]).sum() if parts else None
+
+    def learning_rate_scales(self) -> dict[str, float]:
+        """Parameter name (as ``self.named_parameters()`` gives it) -> multiple of the training
+        learning rate, for the parameters whose plugin asks for one other than 1
+        (:meth:`ModalityEncoder.learning_rate_scales`, :meth:`Readout.learning_rate_scales`,
+        :meth:`Head.learning_rate_scales`; see :func:`plugin_learning_rate_scales`)."""
+        plugins = [(f"encoders.{k}.", m) for k, m in self.encoders.items()]
+        plugins += [(f"heads.{k}.", m) for k, m in self.heads.items()]
+        if self.readout is not None:
+            plugins.append(("readout.", self.readout))
+        return {
+            prefix + name: scale
+            for prefix, plugin in plugins
+            for name, scale in plugin_learning_rate_scales(plugin).items()
+        }
 
     @property
     def query_names(self) -> set[str]:
@@ -531,6 +553,40 @@ class NeuroFM(nn.Module):
         for p in pending:
             counts[p.sample] += p.times.shape[0]
         return counts
+
+
+def plugin_learning_rate_scales(plugin: nn.Module) -> dict[str, float]:
+    """The plugin's :meth:`~neurofm.core.interfaces.ModalityEncoder.learning_rate_scales` per
+    parameter (its own parameter names; only scales other than 1; the longest matching prefix
+    wins). A scale that is not a positive number, or a prefix that names none of the plugin's
+    parameters, raises ``ValueError`` naming the plugin."""
+    scales = dict(plugin.learning_rate_scales())
+    if not scales:
+        return {}
+    names = [n for n, _ in plugin.named_parameters()]
+    for key, scale in scales.items():
+        if isinstance(scale, bool) or not isinstance(scale, int | float):
+            valid = False
+        else:
+            valid = math.isfinite(scale) and scale > 0
+        if not valid:
+            raise ValueError(
+                f"{_describe_plugin(plugin)} asks for learning-rate scale {scale!r} for "
+                f"parameters {key!r}; expected a positive number. Fix its learning_rate_scales()."
+            )
+        if not any(n.startswith(key) for n in names):
+            shown = ", ".join(names[:6]) + (" ..." if len(names) > 6 else "")
+            raise ValueError(
+                f"{_describe_plugin(plugin)} asks for a learning-rate scale for parameters "
+                f"{key!r}, but none of its parameters starts so (its parameters: {shown}). Fix "
+                f"its learning_rate_scales()."
+            )
+    out = {}
+    for name in names:
+        keys = [k for k in scales if name.startswith(k)]
+        if keys and (scale := float(scales[max(keys, key=len)])) != 1.0:
+            out[name] = scale
+    return out
 
 
 def _interpolate(x: Tensor, y: Tensor, at: Tensor) -> Tensor:

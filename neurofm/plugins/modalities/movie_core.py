@@ -113,6 +113,10 @@ class MovieCoreEncoder(PositionedStimulusEncoder):
     def penalty(self) -> Tensor | None:
         return self.core.penalty()
 
+    def learning_rate_scales(self) -> dict[str, float]:
+        """The core at its config's ``lr_scale`` (the token projection at 1)."""
+        return {"core.": self.config.core.lr_scale}
+
     def _pool_frames(
         self, streams: Sequence[StreamTensor]
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:

@@ -82,6 +82,10 @@ class RetinotopicConfig(PluginConfig):
     ``position_frequencies``: Fourier features of the screen position in the identity embedding.
     ``logit_penalty`` / ``feature_l1``: weights of the training penalties (:meth:`penalty`) on
     the free logits (sum of squares per neuron) and on the feature weights (L1 per neuron).
+    ``stimulus_lr_scale``: the learning rate of the stimulus path's parameters (positions,
+    maps, shifters, windows, feature weights, drive, filter, amplitude) as a multiple of the
+    training learning rate (:meth:`learning_rate_scales`); the identities, biases and the two
+    context projections train at 1.
     """
 
     type: Literal["retinotopic"] = "retinotopic"
@@ -97,6 +101,7 @@ class RetinotopicConfig(PluginConfig):
     mask_width: int = Field(16, ge=1)
     logit_penalty: float = Field(0.0, ge=0)
     feature_l1: float = Field(0.0, ge=0)
+    stimulus_lr_scale: float = Field(2.0, gt=0)
 
 
 class RetinotopicReadout(StimulusReadout):
@@ -191,6 +196,10 @@ class RetinotopicReadout(StimulusReadout):
 
     def known_sessions(self) -> list[str]:
         return [self.session_of_key(k) for k in self.delta]
+
+    def learning_rate_scales(self) -> dict[str, float]:
+        scale = self.config.stimulus_lr_scale
+        return {"shared_weights": scale, **{f"{name}.": scale for name in _STIMULUS_PARAMETERS}}
 
     def penalty(self) -> Tensor | None:
         """``logit_penalty`` times the sum of squared free logits of a neuron (windows stay close
@@ -399,6 +408,11 @@ class RetinotopicReadout(StimulusReadout):
         step = torch.searchsorted(starts.contiguous(), read.view(g, -1), right=True) - 1
         step = step.view(g, n_q, k)
         return rate.gather(1, step.clamp(min=0)) * (step >= 0).to(rate.dtype)
+
+
+# the per-session and per-neuron tables of the stimulus path (learning_rate_scales)
+_STIMULUS_PARAMETERS = ("retinotopy", "shifter", "delta", "log_sigma", "logits", "weights",
+                        "drive_bias", "log_tau", "amplitude")  # fmt: skip
 
 
 class _Rows:
