@@ -81,9 +81,10 @@ def ln_r(sessions, inputs: list[str], normalization) -> float:
 
 def cnn_r(sessions, inputs: list[str], normalization, steps: int, seed: int) -> float:
     """The SENSORIUM-style CNN baseline (``neurofm.core.baselines.cnn``, its default sizes, best
-    validation state kept) fitted on all sessions for ``steps`` steps of batch 8: mean r with
-    expected calcium on the test tier."""
-    config = CNNConfig(steps=steps, eval_every=max(steps // 8, 1), seed=seed)
+    validation state kept, half a window of context before each window) fitted on all sessions
+    for ``steps`` steps of batch 8: mean r with expected calcium on the test tier."""
+    # half a window of the movie before each window, as the quality benchmark gives it
+    config = CNNConfig(steps=steps, eval_every=max(steps // 8, 1), seed=seed, context_s=1.0)
     fit = fit_cnn_baseline(sessions, inputs, "calcium", normalization, config=config)
     return score_test_tier(sessions, lambda s, t: fit.predict(s.session_id, t))
 

@@ -108,7 +108,7 @@ class TrainingConfig(StrictModel):
     eval_every: int = Field(200, ge=1)
     tasks: dict[str, float] = Field(
         default_factory=lambda: {
-            "responses_from_stimulus_behaviour": 2.0,
+            "responses_from_stimulus_behaviour": 8.0,
             "behaviour_from_responses": 1.0,
             "forecast": 1.0,
             "causal_50_stimulus_behaviour": 1.0,

@@ -29,11 +29,15 @@ def test_the_stimulus_path_trains_at_its_scale_and_the_rest_at_one(tiny_data: Pa
     core = [n for n in names if n.startswith("encoders.movie.core.")]
     assert core and all(scales[n] == 1.5 for n in core)
     assert scales["readout.shared_weights"] == 3.0
-    for table in ("logits", "weights", "delta", "retinotopy", "shifter", "log_tau"):
+    for table in ("logits", "weights", "shifter", "log_tau", "amplitude", "drive_bias"):
         keys = [n for n in names if n.startswith(f"readout.{table}.")]
         assert keys and all(scales[n] == 3.0 for n in keys), table
+    # positions and spreads train at 1, as do the identities, biases and context projections
     unscaled = ("backbone.", "readout.identity.", "readout.residual.", "readout.context.",
-                "readout.modulation.", "readout.bias.", "encoders.movie.to_token.")  # fmt: skip
+                "readout.modulation.", "readout.bias.", "encoders.movie.to_token.",
+                "readout.retinotopy.", "readout.delta.", "readout.log_sigma.")  # fmt: skip
+    for table in ("retinotopy", "delta", "log_sigma"):
+        assert [n for n in names if n.startswith(f"readout.{table}.")], table
     assert not [n for n in scales if n.startswith(unscaled)]
     groups = parameter_groups(model, 1e-3, 0.01)
     assert [g["lr"] for g in groups[:2]] == [1e-3, 1e-3]  # the unscaled groups come first
