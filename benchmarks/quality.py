@@ -9,7 +9,7 @@ ceiling from the simulator's ground truth ``expected_calcium``):
 - forecast (second half of the window from the first half): r (neurofm vs persistence / mean).
 
     python benchmarks/quality.py --quick                       # smoke run, < 3 min
-    python benchmarks/quality.py                               # the run in BENCHMARKS.md (~15 min)
+    python benchmarks/quality.py                               # the run in BENCHMARKS.md (~11 min)
 
 Writes ``quality.json``, ``quality.png`` and ``table.txt`` into ``--out``.
 """
@@ -111,8 +111,9 @@ def train_neurofm(
     max_steps: int = 100_000,
     stimulus_path: bool = True,
 ) -> tuple[NeuroFM, dict]:
-    """Train a fresh model for about ``seconds`` of wall time (steps fixed after timing 3 steps, so
-    the learning-rate schedule runs to its end)."""
+    """Train a fresh model for about ``seconds`` of wall time (steps fixed after timing 5 steps
+    that follow 2 untimed ones, so the learning-rate schedule runs to its end; the first steps
+    pay one-off costs that would make the estimate too slow)."""
     config = model_config(sim, preset or "tiny", backbone, stimulus_path)
     torch.manual_seed(seed)
     model = build_model(config, sessions)
@@ -122,14 +123,17 @@ def train_neurofm(
     )  # fmt: skip
     trainer = Trainer(model, sessions, training, window_s=window_s, progress=False)
     start = time.perf_counter()
-    for _ in range(3):
+    for _ in range(2):
         trainer.train_step()
-    per_step = (time.perf_counter() - start) / 3
-    steps = int(min(max_steps, max(10, seconds / per_step)))
+    timed = time.perf_counter()
+    for _ in range(5):
+        trainer.train_step()
+    per_step = (time.perf_counter() - timed) / 5
+    steps = int(min(max_steps, max(10, (seconds - (timed - start)) / per_step + 2)))
     warmup = min(100, steps // 10)
     # the schedule reads the config each step: fixing the length now gives a full cosine decay
     trainer.config = training.model_copy(update={"steps": steps, "warmup_steps": warmup})
-    losses = [trainer.train_step() for _ in range(steps - 3)]
+    losses = [trainer.train_step() for _ in range(steps - 7)]
     model.eval()
     info = {
         "steps": steps,

@@ -146,9 +146,11 @@ def default_model_config(
     by the gaze, so a ``gaze`` modality is added), and the core's pooled tokens, with behaviour
     and neural tokens, go through the backbone. Frames are average-pooled by
     ``min(height, width) // 18`` (at least 1) before the core, which keeps about 18 rows, and
-    pairs of frames are averaged (the core runs at half the frame rate). The core has 16 channels,
-    in 2 blocks (spatial kernels 7, 3) for the CPU presets ``tiny`` and ``small`` and in 3 (9, 5,
-    5) for larger ones. The forecast anchor starts with a 1 s time constant (``anchor_tau_s``).
+    for the CPU presets ``tiny`` and ``small`` groups of 3 frames are averaged (the core runs at
+    a third of the frame rate) and the core has 24 channels in 2 blocks (spatial kernels 7, 3;
+    temporal 4, 2); for larger presets pairs of frames are averaged and the core has 16 channels
+    in 3 blocks (9, 5, 5; temporal 5, 3, 3). The forecast anchor starts with a 1 s time constant
+    (``anchor_tau_s``).
 
     With ``stimulus_path=False`` (the model before the stimulus path), the movie is cut into
     tubelets (``movie``) that tile each side in 4 (or 3, 2, 1 if 4 does not divide it), the
@@ -174,16 +176,21 @@ def default_model_config(
              "modalities": {"movie": movie, **behaviour, "calcium": {"type": "calcium"}},
              "readout": {"type": "neuron_embedding"}, "heads": heads}
         )  # fmt: skip
-    # the core runs at half the frame rate (frame_pool 2; its temporal kernels span 0.33 s and
-    # 0.2 s at 30 Hz); 16 channels, in 2 blocks for the CPU presets (a third block gave no gain
-    # there: BENCHMARKS.md, "The stimulus path")
+    # larger presets: 16 channels in 3 blocks at half the frame rate (frame_pool 2; temporal
+    # kernels spanning 0.33, 0.2 and 0.2 s at 30 Hz). The CPU presets: 24 channels in 2 blocks
+    # (a third gave no gain) at a third of the frame rate (frame_pool 3; 0.4 and 0.2 s): on the
+    # demo, at equal training time, 0.805 of the noise ceiling against 0.776 for 16 channels at
+    # half the rate (BENCHMARKS.md, "The demo" and "The stimulus path")
     core = {"input_pool": max(1, min(h, w) // 18), "channels": 16, "temporal_kernels": (5, 3, 3)}
+    frame_pool = 2
     if preset in ("tiny", "small"):
-        core.update(layers=2, spatial_kernels=(7, 3), temporal_kernels=(5, 3))
+        core.update(channels=24, layers=2, spatial_kernels=(7, 3), temporal_kernels=(4, 2))
+        frame_pool = 3
     core_config = CoreConfig.model_validate(core)
     map_h, map_w = core_config.map_size(h, w)
     movie = {"type": "movie_core", "height": h, "width": w, "core": core_config.model_dump(),
-             "frame_pool": 2, "token_rows": min(4, map_h), "token_cols": min(4, map_w)}  # fmt: skip
+             "frame_pool": frame_pool, "token_rows": min(4, map_h),
+             "token_cols": min(4, map_w)}  # fmt: skip
     return ModelConfig.model_validate(
         {"backbone": get_preset(preset).model_dump(),
          "modalities": {"movie": movie, **behaviour, "gaze": {"type": "gaze"},

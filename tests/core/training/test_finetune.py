@@ -52,7 +52,9 @@ def test_finetune_beats_zero_shot_and_freezes_the_rest(three_animals: Path, tmp_
     assert add_sessions(zero_shot_model, held_out)
     zero_shot = validation_loss(TrainStep(zero_shot_model), held_out, tasks, 1.0, max_windows=16)
 
-    result = finetune(model, _config(25, 1e-2), held_out, window_s=1.0)
+    # 60 steps: after 25, the gain over zero-shot ranged from -0.03 to +0.07 across seeds and
+    # core sizes (noise of so short a run); after 60, +0.02 to +0.18
+    result = finetune(model, _config(60, 1e-2), held_out, window_s=1.0)
     tuned = validation_loss(TrainStep(model), held_out, tasks, 1.0, max_windows=16)
     assert tuned < zero_shot - 0.02, (zero_shot, tuned)
     assert result.new_parameters and all(n.startswith("readout.") for n in result.new_parameters)
