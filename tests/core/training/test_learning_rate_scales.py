@@ -5,25 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
+from training_helpers import stimulus_model
 
-from neurofm.core.builder import ModelConfig, TrainingConfig, build_model, default_model_config
+from neurofm.core.builder import TrainingConfig
 from neurofm.core.data import open_dataset
 from neurofm.core.training import Trainer
 from neurofm.core.training.trainer import parameter_groups
 
 
-def _model(sessions, readout=None, core=None):
-    data = default_model_config("tiny", frame_size=(18, 32), stimulus_path=True).model_dump()
-    data["readout"].update(readout or {})
-    data["modalities"]["movie"]["core"].update(core or {})
-    torch.manual_seed(0)
-    return build_model(ModelConfig.model_validate(data), sessions)
-
-
 def test_the_stimulus_path_trains_at_its_scale_and_the_rest_at_one(tiny_data: Path) -> None:
     sessions = open_dataset(tiny_data)
-    model = _model(sessions, readout={"stimulus_lr_scale": 3.0}, core={"lr_scale": 1.5})
+    model = stimulus_model(sessions, readout={"stimulus_lr_scale": 3.0}, core={"lr_scale": 1.5})
     scales = model.learning_rate_scales()
     names = dict(model.named_parameters())
     core = [n for n in names if n.startswith("encoders.movie.core.")]
@@ -49,7 +41,7 @@ def test_the_stimulus_path_trains_at_its_scale_and_the_rest_at_one(tiny_data: Pa
 
 def test_a_scaled_parameter_moves_that_much_further_in_a_step(tiny_data: Path) -> None:
     sessions = open_dataset(tiny_data)
-    model = _model(sessions, core={"lr_scale": 4.0})
+    model = stimulus_model(sessions, core={"lr_scale": 4.0})
     training = TrainingConfig(steps=5, batch_size=4, lr=1e-3, warmup_steps=0, eval_every=10**6,
                               weight_decay=0.0, device="cpu", num_workers=1,
                               tasks={"responses_from_stimulus": 1.0})  # fmt: skip
@@ -70,7 +62,7 @@ def test_a_scaled_parameter_moves_that_much_further_in_a_step(tiny_data: Path) -
      ({"core.": float("nan")}, "positive number")],
 )  # fmt: skip
 def test_bad_scales_are_refused_naming_the_plugin(tiny_data: Path, scales, message) -> None:
-    model = _model(open_dataset(tiny_data))
+    model = stimulus_model(open_dataset(tiny_data))
     model.encoder("movie").learning_rate_scales = lambda: scales
     with pytest.raises(ValueError, match=message) as info:
         model.learning_rate_scales()

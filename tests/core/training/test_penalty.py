@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from training_helpers import stimulus_model
 
-from neurofm.core.builder import ModelConfig, TrainingConfig, build_model, default_model_config
+from neurofm.core.builder import TrainingConfig, build_model, default_model_config
 from neurofm.core.conv_core import CoreConfig, FactorisedCore
 from neurofm.core.data import open_dataset
 from neurofm.core.data.windows import WindowSampler, load_window
@@ -16,31 +17,23 @@ from neurofm.core.training import Trainer
 from neurofm.core.training.distributed import TrainStep
 
 
-def _model(sessions, readout=None, core=None):
-    data = default_model_config("tiny", frame_size=(18, 32), stimulus_path=True).model_dump()
-    data["readout"].update(readout or {})
-    data["modalities"]["movie"]["core"].update(core or {})
-    torch.manual_seed(0)
-    return build_model(ModelConfig.model_validate(data), sessions)
-
-
 def test_no_penalty_unless_a_plugin_asks_for_one(tiny_data: Path) -> None:
     sessions = open_dataset(tiny_data)
-    assert _model(sessions).penalty() is None
+    assert stimulus_model(sessions).penalty() is None
     before = default_model_config("tiny", frame_size=(18, 32), stimulus_path=False)
     assert build_model(before, sessions).penalty() is None
 
 
 def test_training_adds_the_penalty_and_evaluation_does_not(tiny_data: Path) -> None:
     sessions = open_dataset(tiny_data)
-    model = _model(sessions, readout={"logit_penalty": 1.0, "feature_l1": 0.5},
+    model = stimulus_model(sessions, readout={"logit_penalty": 1.0, "feature_l1": 0.5},
                    core={"laplace_penalty": 0.2})  # fmt: skip
     with torch.no_grad():  # free logits start at zero: give them something to cost
         for p in model.readout.logits.values():
             p.normal_()
     penalty = float(model.penalty())
     assert penalty > 0
-    same = _model(sessions)  # the same weights, no penalty
+    same = stimulus_model(sessions)  # the same weights, no penalty
     same.load_state_dict(model.state_dict())
     sampler = WindowSampler(sessions, 1.0, seed=0)
     batch = [load_window(sessions[i], t0, 1.0, model.normalization()) for i, t0 in sampler.draw(3)]
@@ -65,7 +58,7 @@ def test_logit_penalty_keeps_windows_near_their_prior(tiny_data: Path) -> None:
     sessions = open_dataset(tiny_data)
     norms = {}
     for weight in (0.0, 10.0):
-        model = _model(sessions, readout={"logit_penalty": weight})
+        model = stimulus_model(sessions, readout={"logit_penalty": weight})
         training = TrainingConfig(steps=15, batch_size=4, lr=1e-2, warmup_steps=1,
                                   eval_every=10**6, tasks={"responses_from_stimulus": 1.0},
                                   device="cpu", seed=0)  # fmt: skip
@@ -95,12 +88,12 @@ def test_validation_loss_has_no_penalty_whatever_the_mode_it_is_given(tiny_data:
     from neurofm.core.training.trainer import validation_loss
 
     sessions = open_dataset(tiny_data)
-    model = _model(sessions, readout={"logit_penalty": 1.0})
+    model = stimulus_model(sessions, readout={"logit_penalty": 1.0})
     with torch.no_grad():
         for p in model.readout.logits.values():
             p.normal_()
     assert float(model.penalty()) > 0
-    same = _model(sessions)  # the same weights, no penalty
+    same = stimulus_model(sessions)  # the same weights, no penalty
     same.load_state_dict(model.state_dict())
     tasks = [get_task("responses_from_stimulus")]
     step = TrainStep(model).train()  # as a caller may pass it

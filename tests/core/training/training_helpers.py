@@ -1,4 +1,5 @@
-"""Helpers of the training tests: a tiny experiment config and running the CLI in a subprocess."""
+"""Helpers of the training tests: a tiny stimulus-path model, a tiny experiment config and running
+the CLI in a subprocess."""
 
 from __future__ import annotations
 
@@ -9,7 +10,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-from neurofm.core.builder import default_model_config
+import torch
+
+from neurofm.core.builder import ModelConfig, build_model, default_model_config
+from neurofm.core.model import NeuroFM
+
+
+def stimulus_model(sessions, readout: dict | None = None, core: dict | None = None) -> NeuroFM:
+    """The tiny default model with the stimulus path for ``sessions`` (seed 0); ``readout`` and
+    ``core`` update its readout's and its movie core's settings."""
+    data = default_model_config("tiny", frame_size=(18, 32), stimulus_path=True).model_dump()
+    data["readout"].update(readout or {})
+    data["modalities"]["movie"]["core"].update(core or {})
+    torch.manual_seed(0)
+    return build_model(ModelConfig.model_validate(data), sessions)
 
 
 def experiment(
