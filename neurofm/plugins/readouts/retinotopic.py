@@ -335,12 +335,7 @@ class RetinotopicReadout(StimulusReadout):
                 self._filtered_rate(rows, members, [queries[i] for i in members], j, n_q)
                 for j in range(len(queries[members[0]].stimulus))
             )  # [G, n_q, K]
-            if len(members) == len(reading):
-                return part
-            if rate is None:
-                rate = part.new_zeros(len(reading), *part.shape[1:])
-            index = torch.tensor([position[i] for i in members], device=part.device)
-            rate = rate.index_copy(0, index, part)
+            rate = _scatter(rate, [position[i] for i in members], len(reading), part)
         return rate
 
     def _windows(self, rows: _Rows, height: int, width: int) -> Tensor:
