@@ -85,15 +85,24 @@ def quiet_loss_monitor() -> None:
 
 
 def model_config(
-    sim: SimulationConfig, preset: str, backbone: dict | None = None, stimulus_path: bool = True
+    sim: SimulationConfig,
+    preset: str,
+    backbone: dict | None = None,
+    stimulus_path: bool = True,
+    readout: dict | None = None,
 ) -> ModelConfig:
     """The built-in mouse V1 model for ``sim``'s frame size (``stimulus_path`` False: the model
-    before the stimulus path, backbone alone); ``backbone`` overrides preset numbers."""
+    before the stimulus path, backbone alone); ``backbone`` overrides preset numbers,
+    ``readout`` the readout's settings."""
     config = default_model_config(
         preset, frame_size=(sim.height, sim.width), stimulus_path=stimulus_path
     )
     if backbone:
         config = config.model_copy(update={"backbone": config.backbone.model_copy(update=backbone)})
+    if readout:
+        data = config.model_dump()
+        data["readout"].update(readout)
+        config = ModelConfig.model_validate(data)
     return config
 
 
@@ -110,11 +119,12 @@ def train_neurofm(
     seed: int = 0,
     max_steps: int = 100_000,
     stimulus_path: bool = True,
+    readout: dict | None = None,
 ) -> tuple[NeuroFM, dict]:
     """Train a fresh model for about ``seconds`` of wall time (steps fixed after timing 5 steps
     that follow 2 untimed ones, so the learning-rate schedule runs to its end; the first steps
     pay one-off costs that would make the estimate too slow)."""
-    config = model_config(sim, preset or "tiny", backbone, stimulus_path)
+    config = model_config(sim, preset or "tiny", backbone, stimulus_path, readout)
     torch.manual_seed(seed)
     model = build_model(config, sessions)
     training = TrainingConfig(
@@ -259,6 +269,7 @@ def main() -> None:
         "with --no-stimulus-path the model before it (backbone alone)",
     )  # fmt: skip
     p.add_argument("--save", default=None, help="also save the trained neurofm model there")
+    p.add_argument("--readout", default="{}", help="JSON: readout settings over the default's")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     quiet_loss_monitor()
@@ -277,7 +288,7 @@ def main() -> None:
 
     model, info = train_neurofm(
         sessions, sim, preset=preset, seconds=60 * minutes, window_s=args.window, seed=args.seed,
-        stimulus_path=args.stimulus_path,
+        stimulus_path=args.stimulus_path, readout=json.loads(args.readout),
     )  # fmt: skip
     print(f"neurofm ({preset}, {info['parameters'] / 1e6:.2f}M parameters): "
           f"{info['steps']} steps in {info['seconds']:.0f} s")  # fmt: skip

@@ -206,7 +206,7 @@ def session_units(sessions: Sequence[Session]) -> dict[str, SessionUnits]:
     for s in sessions:
         if s.units is not None:
             out[s.session_id] = SessionUnits(
-                s.session_id, len(s.units), s.units.position_um, s.units.area
+                s.session_id, len(s.units), s.units.position_um, s.units.area, s.animal_id
             )
     return out
 

@@ -4,7 +4,8 @@ Layout of a checkpoint folder::
 
     config.json          the validated ModelConfig (every plugin field kept)
     meta.json            neurofm version, package and version of every plugin used, training info
-    sessions.json        the readout's vocabulary: per session, its unit count, positions and areas
+    sessions.json        the readout's vocabulary: per session, its unit count, positions, areas
+                         and animal
     statistics.json      normalisation statistics of every session's streams (from the manifests)
     weights.safetensors  the weights (tensors only)
     manifest.json        format tag and the sha256 and size of every other file
@@ -76,6 +77,7 @@ def _vocabulary(model: Any) -> dict[str, dict]:
                 if units.position_um is None
                 else np.asarray(units.position_um).tolist(),
                 "area": None if units.area is None else [str(a) for a in units.area],
+                "animal_id": units.animal_id,
             }
     return sessions
 
@@ -223,6 +225,7 @@ def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
                 int(v["count"]),
                 None if v["position_um"] is None else np.asarray(v["position_um"], np.float32),
                 None if v["area"] is None else np.asarray(v["area"]),
+                v.get("animal_id"),  # absent in checkpoints from before 0.1.0's animal maps
             )
             for sid, v in read_json(path / "sessions.json").items()
         }

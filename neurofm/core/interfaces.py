@@ -145,12 +145,15 @@ class ReadoutQuery:
 
 @dataclass(frozen=True)
 class SessionUnits:
-    """What a readout knows of one session's neurons. Shape: position_um ``[N, 3]``, area ``[N]``."""
+    """What a readout knows of one session's neurons. Shape: position_um ``[N, 3]``, area ``[N]``.
+    ``animal_id``: the recorded animal (sessions of one animal may share per-animal parameters,
+    e.g. the ``retinotopic`` readout's map), None where unknown."""
 
     session_id: str
     count: int
     position_um: np.ndarray | None = None
     area: np.ndarray | None = None
+    animal_id: str | None = None
 
 
 class _Plugin(nn.Module, ABC):

@@ -61,6 +61,7 @@ def test_round_trip_is_exact(saved, tiny_data: Path) -> None:
     # vocabulary and normalisation statistics travel with the weights
     sid = sessions[0].session_id
     assert loaded.session_units[sid].count == 16
+    assert loaded.session_units[sid].animal_id == sessions[0].animal_id
     assert loaded.stream_statistics[sid]["calcium"] == (
         sessions[0].manifest.streams["calcium"].statistics.model_dump(mode="json")
     )

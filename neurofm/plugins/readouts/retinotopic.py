@@ -11,12 +11,16 @@ prediction"):
   an interpolation that stays differentiable in ``mu`` and ``sigma`` and every place of the
   screen gets gradient. The position is ``mu_n = map_scale * M_s [x_n, y_n, 1] + offset_scale *
   delta_n`` where ``(x_n, y_n)`` are the neuron's cortical coordinates (centred per session,
-  divided by ``position_scale_um``), ``M_s`` a learned 2x3 map per session and ``delta_n`` a
-  learned per-neuron offset; without cortical coordinates the position is learned freely
-  (``mu_n = delta_n``). The eye position (``eye_stream``) moves the whole feature map of a session
-  (a learned linear shifter: every receptive field moves with the eye alike). Per-neuron feature weights give the drive
-  ``d_n(t) = w_n . F_n(t) + b_n``, its rate ``softplus(d)`` is low-passed by a per-neuron
-  exponential filter (calcium indicator decay; learned time constant, weights summing to 1) and
+  divided by ``position_scale_um``), ``M_s`` a learned 2x3 map and ``delta_n`` a learned
+  per-neuron offset; without cortical coordinates the position is learned freely (``mu_n =
+  delta_n``). With ``map_sharing="animal"``, sessions of one animal (``SessionUnits.animal_id``)
+  share the map's linear part (scale, rotation, shear: one retinotopy per animal, learned from
+  all its sessions' neurons) and each keeps its own translation (its field of view). The eye position (``eye_stream``) moves the whole feature map
+  of a session (a learned linear shifter: every receptive field moves with the eye alike).
+  Per-neuron feature weights give the drive ``d_n(t) = w_n . F_n(t) + b_n``, where ``F_n`` is
+  the feature map pooled over the neuron's window (with ``squared_features``, plus ``v_n .
+  E_n(t)``, ``E_n`` the square of each channel pooled alike: local energy, a phase-invariant,
+  complex-cell-like read); its rate ``softplus(d)`` is low-passed by a per-neuron exponential filter (calcium indicator decay; learned time constant, weights summing to 1) and
   read at each query time (the last feature step at or before it); where the session records
   per-neuron sample times (``units/time_offset_s``) at each neuron's own time ``t_q +
   offset_n`` (``unit_read_times``): at slow imaging rates a frame lasts several feature steps.
@@ -43,7 +47,9 @@ neurons' parameters train) it reads the position with its gradient: a new sessio
 identity then adapt together (without it, fine-tuning a held-out animal diverged). The feature
 weights are a shared vector plus a per-neuron residual. A session added later (fine-tuning,
 zero-shot) starts with residuals and offsets at zero and the mean of the known sessions' maps
-``M``: its neurons are predicted from their cortical coordinates alone.
+``M`` (with ``map_sharing="animal"``, a known animal's session reads with its animal's map):
+its neurons are predicted from
+their cortical coordinates alone.
 """
 
 from __future__ import annotations
@@ -85,7 +91,15 @@ class RetinotopicConfig(PluginConfig):
     ``stimulus_lr_scale``: the learning rate of the stimulus path's parameters (shifters,
     windows, feature weights, drive, filter, amplitude) as a multiple of the training learning
     rate (:meth:`learning_rate_scales`); the positions (maps, offsets) and spreads, the
-    identities, biases and the two context projections train at 1.
+    identities, biases and the two context projections train at 1. ``squared_features``: each
+    neuron also weighs the square of every feature channel, pooled over its window (local
+    energy, which phase-invariant complex cells respond to). ``map_sharing``: ``"session"``:
+    one map per session; ``"animal"``: sessions with the same ``animal_id`` and cortical
+    coordinates share the linear part of their map (each keeps its translation), and a session
+    of a new animal starts its animal's map from the known sessions' mean. Both are off by
+    default: together they raised ``benchmarks/stimulus.py`` (r 0.490 -> 0.502, 4 seeds) but
+    not the demo's or the quality benchmark's stimulus+behaviour prediction (BENCHMARKS.md,
+    "The stimulus path").
     """
 
     type: Literal["retinotopic"] = "retinotopic"
@@ -102,12 +116,16 @@ class RetinotopicConfig(PluginConfig):
     logit_penalty: float = Field(0.0, ge=0)
     feature_l1: float = Field(0.0, ge=0)
     stimulus_lr_scale: float = Field(2.0, gt=0)
+    squared_features: bool = False
+    map_sharing: Literal["session", "animal"] = "session"
 
 
 class RetinotopicReadout(StimulusReadout):
-    """Per session ``s``: map ``M_s [2, 3]``, shifter ``S_s [2, 2]``; per neuron ``n``: offset
-    ``delta_n [2]``, log-spread ``[2]``, free logits ``[mask_height, mask_width]``, feature-weight
-    residual ``[C]``, drive bias, log time constant, amplitude ``a_n [p]``, bias ``[p]``, identity
+    """Per animal ``a`` (``map_sharing="animal"``): the map's linear part ``A_a [2, 2]``; per
+    session ``s``: map ``M_s [2, 3]`` (its linear part unused where the animal's serves),
+    shifter ``S_s [2, 2]``; per neuron ``n``: offset ``delta_n [2]``, log-spread ``[2]``, free
+    logits ``[mask_height, mask_width]``, feature-weight residual ``[C]`` (``[2 C]`` with
+    ``squared_features``), drive bias, log time constant, amplitude ``a_n [p]``, bias ``[p]``, identity
     residual ``[d]``.
 
     Shape: ``project_stimulus(h [Q, d], session, units [K], times [Q] or [Q, K], views) ->
@@ -132,7 +150,9 @@ class RetinotopicReadout(StimulusReadout):
             feature_channels=feature_channels,
         )  # fmt: skip
         self.eye_stream = config.eye_stream
-        c, p = feature_channels, params_per_unit
+        p = params_per_unit
+        # the feature weights read every channel and, with squared_features, its square too
+        c = self.read_channels = feature_channels * (2 if config.squared_features else 1)
         self.shared_weights = nn.Parameter(torch.zeros(c))
         self.identity = nn.Linear(4 * config.position_frequencies + c, d_model)
         # the context path: alone where no stimulus is read; beside the stimulus drive, a
@@ -143,18 +163,20 @@ class RetinotopicReadout(StimulusReadout):
             self.modulation.weight[d_model * p :].zero_()
             self.modulation.bias[d_model * p :].zero_()
         self.register_load_state_dict_pre_hook(_one_context_projection)
-        names = ("retinotopy", "shifter", "delta", "log_sigma", "logits", "weights",
+        names = ("retinotopy", "animal_map", "shifter", "delta", "log_sigma", "logits", "weights",
                  "drive_bias", "log_tau", "amplitude", "bias", "residual")  # fmt: skip
         for name in names:
             setattr(self, name, nn.ParameterDict())
         self._located: dict[str, bool] = {}
+        self._animal: dict[str, str | None] = {}  # session key -> key of its animal's map
+        self.register_load_state_dict_pre_hook(_unsquared_feature_weights)
         self.add_sessions(sessions)
 
     # -- sessions -------------------------------------------------------------------------------
     def add_sessions(self, sessions: Mapping[str, SessionUnits]) -> None:
         cfg, device = self.config, self.shared_weights.device
         first = not self._located
-        known_maps = [m.detach() for m in self.retinotopy.values()]
+        known_maps = [self._map(key).detach() for key in self.retinotopy]
         for sid, units in sessions.items():
             key = self.parameter_key(sid)
             if key in self.delta:
@@ -168,6 +190,12 @@ class RetinotopicReadout(StimulusReadout):
             gen = torch.Generator().manual_seed(len(self.delta) + 1)
             start_map = torch.stack(known_maps).mean(0) if known_maps else torch.zeros(2, 3)
             self.retinotopy[key] = nn.Parameter(start_map.clone().to(device))
+            animal = units.animal_id if located and cfg.map_sharing == "animal" else None
+            self._animal[key] = None if animal is None else self.parameter_key(animal)
+            if animal is not None and self._animal[key] not in self.animal_map:
+                self.animal_map[self._animal[key]] = nn.Parameter(
+                    start_map[:, :2].clone().to(device)
+                )
             self.shifter[key] = nn.Parameter(torch.zeros(2, 2, device=device))
             delta = torch.zeros(n, 2)
             if not located and first:  # free positions: spread them over the screen's centre
@@ -179,10 +207,10 @@ class RetinotopicReadout(StimulusReadout):
             self.logits[key] = nn.Parameter(
                 torch.zeros(n, cfg.mask_height, cfg.mask_width, device=device)
             )
-            weights = torch.zeros(n, self.feature_channels)
+            weights = torch.zeros(n, self.read_channels)
             if first:  # distinct starting features; added sessions start from the shared ones
-                weights = torch.randn(n, self.feature_channels, generator=gen)
-                weights /= self.feature_channels**0.5
+                c = self.feature_channels  # (the squares' weights start at 0)
+                weights[:, :c] = torch.randn(n, c, generator=gen) / c**0.5
             self.weights[key] = nn.Parameter(weights.to(device))
             self.drive_bias[key] = nn.Parameter(torch.zeros(n, device=device))
             self.log_tau[key] = nn.Parameter(
@@ -225,9 +253,17 @@ class RetinotopicReadout(StimulusReadout):
         if not self._located[key]:
             return delta
         xy = getattr(self, f"xy_{key}")[units]
-        m = self.retinotopy[key]
+        m = self._map(key)
         cfg = self.config
         return (xy @ m[:, :2].T + m[:, 2]) * cfg.map_scale + cfg.offset_scale * delta
+
+    def _map(self, key: str) -> Tensor:
+        """The map ``[2, 3]`` of session ``key``: its animal's linear part where sessions share
+        it (``map_sharing="animal"``), the session's own otherwise; the session's translation."""
+        m, animal = self.retinotopy[key], self._animal[key]
+        if animal is None:
+            return m
+        return torch.cat([self.animal_map[animal], m[:, 2:]], 1)
 
     @torch.no_grad()
     def screen_positions(self, session_id: str) -> Tensor:
@@ -381,6 +417,8 @@ class RetinotopicReadout(StimulusReadout):
             values = F.grid_sample(
                 values.flatten(0, 1), grid.flatten(0, 1), align_corners=False
             ).view(g, t, c, height, width)
+        if self.config.squared_features:  # window-pooled local energy, as complex cells respond
+            values = torch.cat([values, values.square()], 2)
         masks = rows.get_padded((height, width))[index]  # [G, K, H*W]
         pooled = torch.einsum("gtcx,gkx->gtkc", values.flatten(3), masks)  # [G, T, K, C]
         features = rows.get_padded("features")[index]  # [G, K, C]
@@ -509,6 +547,19 @@ def _one_context_projection(module, state_dict, prefix, *args) -> None:
     state_dict[f"{prefix}modulation.bias"] = state_dict[bias]
     state_dict[weight] = state_dict[weight][:rows]
     state_dict[bias] = state_dict[bias][:rows]
+
+
+def _unsquared_feature_weights(module, state_dict, prefix, *args) -> None:
+    """Feature weights saved without ``squared_features`` (``C`` per neuron, where ``2 C`` are
+    now read) load with zero weights on the squares, which gives the same predictions."""
+    c = module.feature_channels
+    shared = state_dict.get(f"{prefix}shared_weights")
+    if module.read_channels == c or shared is None or shared.shape[-1] != c:
+        return
+    names = [k for k in state_dict if k.startswith(f"{prefix}weights.")]
+    for name in [*names, f"{prefix}shared_weights", f"{prefix}identity.weight"]:
+        if name in state_dict:
+            state_dict[name] = F.pad(state_dict[name], (0, c))
 
 
 def _signature(views: Sequence[StimulusView]) -> tuple:

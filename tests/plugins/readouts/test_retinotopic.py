@@ -234,3 +234,99 @@ def test_weights_with_one_context_projection_load_into_both_roles() -> None:
     assert torch.equal(readout.modulation.bias, one[1])
     assert torch.equal(readout.context.weight, one[0][:8])
     assert torch.equal(readout.context.bias, one[1][:8])
+
+
+def test_weights_without_squared_features_load_with_zero_weights_on_the_squares() -> None:
+    from neurofm.core.interfaces import FeatureMap, StimulusView
+
+    units = {"s": SessionUnits("s", 5, np.random.default_rng(0).uniform(0, 400, (5, 3)))}
+    old = RetinotopicReadout(RetinotopicConfig(squared_features=False), d_model=8,
+                             sessions=units, feature_channels=3)  # fmt: skip
+    with torch.no_grad():
+        for p in (old.shared_weights, old.weights["s"], old.identity.weight):
+            p.normal_()
+    new = RetinotopicReadout(RetinotopicConfig(squared_features=True), d_model=8, sessions=units,
+                             feature_channels=3)  # fmt: skip
+    assert new.weights["s"].shape == (5, 6)  # each channel and its square
+    new.load_state_dict(old.state_dict())
+    assert not new.weights["s"][:, 3:].any() and not new.shared_weights[3:].any()
+    fmap = FeatureMap(torch.randn(6, 3, 9, 16), torch.arange(6) / 10.0, 0.1)
+    args = torch.randn(4, 8), "s", torch.arange(5), torch.tensor([0.1, 0.2, 0.3, 0.5])
+    view = [StimulusView(fmap, torch.randn(6, 2))]
+    assert torch.allclose(new.project_stimulus(*args, view), old.project_stimulus(*args, view))
+
+
+def test_squared_features_drive_phase_invariant_neurons() -> None:
+    # a feature and its sign flip (the same pattern in opposite phase) drive a neuron alike
+    # through the weights on the squares, and not at all through the weights on the features
+    from neurofm.core.interfaces import FeatureMap, StimulusView
+
+    units = {"s": SessionUnits("s", 1)}
+    readout = RetinotopicReadout(RetinotopicConfig(filter_s=0, squared_features=True), d_model=8,
+                                 sessions=units, feature_channels=2)  # fmt: skip
+    with torch.no_grad():
+        readout.weights["s"].zero_()
+        readout.weights["s"][0, 2] = 1.0  # the square of channel 0
+    pattern = torch.randn(1, 2, 9, 16)
+    args = torch.zeros(1, 8), "s", torch.arange(1), torch.tensor([0.0])
+    on, off = (readout.project_stimulus(*args, [StimulusView(FeatureMap(x, torch.zeros(1), 0.1))])
+               for x in (pattern, -pattern))  # fmt: skip
+    flat = readout.project_stimulus(
+        *args, [StimulusView(FeatureMap(torch.zeros(1, 2, 9, 16), torch.zeros(1), 0.1))]
+    )
+    assert torch.allclose(on, off) and not torch.allclose(on, flat, atol=1e-3)
+
+
+def test_sessions_of_one_animal_share_their_map() -> None:
+    rng = np.random.default_rng(0)
+
+    def located(sid: str, animal: str | None) -> SessionUnits:
+        return SessionUnits(sid, 5, rng.uniform(0, 400, (5, 3)), None, animal)
+
+    units = {s: located(s, a) for s, a in (("a1", "m.a"), ("a2", "m.a"), ("b1", "b"), ("x", None))}
+    shared = RetinotopicConfig(map_sharing="animal")
+    readout = RetinotopicReadout(shared, d_model=8, sessions=units, feature_channels=3)
+    assert sorted(readout.animal_map) == ["b", "m%2Ea"]  # one map per animal ("." escaped)
+    before = {s: readout.screen_positions(s) for s in units}
+    with torch.no_grad():
+        readout.animal_map["m%2Ea"].copy_(torch.tensor([[0.03, 0.0], [0.0, -0.03]]))
+    moved = {s: not torch.allclose(readout.screen_positions(s), before[s]) for s in units}
+    assert moved == {"a1": True, "a2": True, "b1": False, "x": False}
+    # each session keeps its own translation
+    before_move = {s: readout.screen_positions(s) for s in ("a1", "a2")}
+    with torch.no_grad():
+        readout.retinotopy["a2"][:, 2] = 0.01
+    assert torch.equal(readout.screen_positions("a1"), before_move["a1"])
+    assert not torch.allclose(readout.screen_positions("a2"), before_move["a2"])
+    # a later session of a known animal reads with that animal's map; a new animal's map starts
+    # from the mean of the known sessions' maps
+    readout.add_sessions({"a3": located("a3", "m.a"), "c1": located("c1", "c")})
+    assert torch.equal(readout._map("a3")[:, :2], readout.animal_map["m%2Ea"])
+    known = torch.stack([readout._map(k) for k in ("a1", "a2", "b1", "x")]).mean(0)
+    assert torch.allclose(readout.animal_map["c"], known[:, :2])
+    # per-session maps on request; sessions without positions never get an animal map
+    alone = RetinotopicReadout(RetinotopicConfig(), d_model=8, sessions=units, feature_channels=3)
+    assert len(alone.animal_map) == 0  # the default: one map per session
+    free = RetinotopicReadout(shared, d_model=8, feature_channels=3,
+                              sessions={"f": SessionUnits("f", 4, None, None, "m")})  # fmt: skip
+    assert len(free.animal_map) == 0
+
+
+def test_animal_maps_and_squared_features_travel_with_the_checkpoint(
+    tiny_data: Path, tmp_path: Path
+) -> None:
+    from neurofm.core.model import NeuroFM
+
+    data = _config().model_dump()
+    data["readout"].update(map_sharing="animal", squared_features=True)
+    sessions = open_dataset(tiny_data)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig.model_validate(data), sessions)
+    assert sorted(model.readout.animal_map) == sorted({s.animal_id for s in sessions})
+    model.save_pretrained(tmp_path / "model")
+    loaded = NeuroFM.from_pretrained(tmp_path / "model")
+    assert sorted(loaded.readout.animal_map) == sorted(model.readout.animal_map)
+    for (k, a), (k2, b) in zip(
+        model.state_dict().items(), loaded.state_dict().items(), strict=True
+    ):
+        assert k == k2 and torch.equal(a, b)
