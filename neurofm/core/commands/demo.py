@@ -139,7 +139,8 @@ def _positive(text: str) -> float:
 
 
 def _seconds_per_step(model_config, sessions, training, window_s: float) -> float:
-    """Median wall time of training steps 3-8 of a throw-away model on this machine now."""
+    """Median wall time of training steps 4-14 of a throw-away model on this machine now (a
+    step's time varies with its mix of tasks; the first steps are slower)."""
     import gc
     import statistics
 
@@ -147,18 +148,18 @@ def _seconds_per_step(model_config, sessions, training, window_s: float) -> floa
     from neurofm.core.training import Trainer
 
     model = build_model(model_config, sessions)
-    trainer = Trainer(model, sessions, training.model_copy(update={"steps": 10}),
+    trainer = Trainer(model, sessions, training.model_copy(update={"steps": 16}),
                       window_s=window_s, progress=False)  # fmt: skip
     times = []
     try:
-        for _ in range(8):
+        for _ in range(14):
             start = time.perf_counter()
             trainer.train_step()
             times.append(time.perf_counter() - start)
     finally:  # the real run reseeds (train_and_save), so this one's draws change nothing
         del trainer, model
         gc.collect()  # the optimizer's scheduler holds a cycle: free the model and its loader now
-    return statistics.median(times[2:])
+    return statistics.median(times[3:])
 
 
 def register(sub: argparse._SubParsersAction) -> None:
