@@ -125,11 +125,11 @@ class Registry:
         """
         if obj is None:
             return lambda cls: self.register(cls, name=name)
-        name = name if name is not None else self._tag_of(obj)
         package, version = _owner_of(obj)
+        name = name if name is not None else self._tag_of(obj, package, version)
         record = PluginRecord(self.kind, name, package, version, "loaded", obj, None, _path_of(obj))
         with self._lock:
-            self._validate(obj, name, package)
+            self._validate(obj, name, package, version)
             self._add(record)
         return obj
 
@@ -148,6 +148,36 @@ class Registry:
                 if failed.name == name:
                     return failed
             raise self._unknown(name)
+
+    def record_of(self, cls: type) -> PluginRecord:
+        """The record of the loaded plugin ``cls`` (the name it is registered under, its package
+        and version).
+
+        Raises:
+            UnknownPluginError: ``cls`` is not a loaded plugin of this registry; the message says
+                whether another class holds the name its config tag asks for.
+        """
+        with self._lock:
+            self._discover()
+            for record in self._records.values():
+                if record.obj is cls:
+                    return record
+            field = getattr(getattr(cls, "Config", None), "model_fields", {}).get("type")
+            tag = getattr(field, "default", None)
+            holder = self._records.get(tag) if isinstance(tag, str) else None
+            taken = (
+                f" The name its config tag asks for, {tag!r}, belongs to {holder.target} "
+                f"(from {holder.package} {holder.version})."
+                if holder is not None
+                else ""
+            )
+            known = ", ".join(sorted(self._records)) or "none"
+            raise UnknownPluginError(
+                f"{_path_of(cls)} is not a registered {self.kind} plugin: no {self.kind} plugin "
+                f"(known: {known}) is this class.{taken} Register it with this registry's "
+                f"`register(cls)`, or declare an entry point in group {self.group!r} and install "
+                f"its package; `neurofm plugins` lists all."
+            )
 
     def unregister(self, name: str) -> None:
         """Remove a plugin (mainly for tests); unknown names raise :class:`UnknownPluginError`."""
@@ -202,69 +232,102 @@ class Registry:
         module, _, attr = self._interface_path.partition(":")
         return getattr(importlib.import_module(module), attr)
 
-    def _tag_of(self, obj: Any) -> str:
+    def _tag_of(self, obj: Any, package: str, version: str = "") -> str:
         config = getattr(obj, "Config", None)
         field = getattr(config, "model_fields", {}).get("type") if config is not None else None
         if field is None or not isinstance(field.default, str):
+            if config is None:
+                found = "no `Config`"
+            elif field is None:
+                found = f"Config = {config!r} without a `type` field"
+            else:
+                found = f"`type` defaults to {field.default!r}"
             raise InvalidPluginError(
-                f"{self.kind} plugin {_path_of(obj)} has no config with a string `type` tag; expected "
-                f"a nested `Config` class deriving from neurofm.PluginConfig with "
+                f"{self.kind} plugin {_path_of(obj)} ({_from(package, version)}) has no config "
+                f"with a string `type` tag: found {found}; expected a nested `Config` class "
+                f"deriving from neurofm.PluginConfig with "
                 f'`type: Literal["<name>"] = "<name>"`. Add one.'
             )
         return field.default
 
-    def _validate(self, obj: Any, name: str, package: str) -> None:
+    def _validate(self, obj: Any, name: str, package: str, version: str = "") -> None:
         from neurofm.core.config import PluginConfig
 
+        plugin = f"{self.kind} plugin {name!r} ({_path_of(obj)}, {_from(package, version)})"
         interface = self._interface()
         if not (isinstance(obj, type) and issubclass(obj, interface)):
+            found = (
+                f"a {type(obj).__name__}, not a class"
+                if not isinstance(obj, type)
+                else f"a class deriving from {', '.join(c.__qualname__ for c in obj.__mro__[1:])}"
+            )
             raise InvalidPluginError(
-                f"{self.kind} plugin {name!r} ({_path_of(obj)}) does not implement "
-                f"{interface.__module__}.{interface.__name__}: expected a subclass of it, found "
-                f"{type(obj).__name__ if not isinstance(obj, type) else obj.__mro__[1:]}. "
-                f"Derive the plugin class from {interface.__name__}."
+                f"{plugin} does not implement {interface.__module__}.{interface.__name__}: "
+                f"expected a subclass of it, found {found}. Derive the plugin class from "
+                f"{interface.__name__}."
             )
         abstract = sorted(getattr(obj, "__abstractmethods__", ()))
         if abstract:
             raise InvalidPluginError(
-                f"{self.kind} plugin {name!r} ({_path_of(obj)}) leaves abstract methods "
-                f"unimplemented: {', '.join(abstract)}. Implement them."
+                f"{plugin} leaves abstract methods unimplemented: {', '.join(abstract)}; expected "
+                f"every abstract method of {interface.__name__} implemented. Implement them."
             )
         config = getattr(obj, "Config", None)
         if not (isinstance(config, type) and issubclass(config, PluginConfig)):
             raise InvalidPluginError(
-                f"{self.kind} plugin {name!r} ({_path_of(obj)}) has no `Config` deriving from "
-                f"neurofm.PluginConfig (found {config!r}). Declare one with a `type` tag."
+                f"{plugin} has no `Config` deriving from neurofm.PluginConfig (found "
+                f"Config = {config!r}). Declare one with a `type` tag: "
+                f'`type: Literal["{name}"] = "{name}"`.'
             )
-        tag = self._tag_of(obj)
+        tag = self._tag_of(obj, package, version)
         if tag != name:
             raise InvalidPluginError(
-                f"{self.kind} plugin registered as {name!r} ({_path_of(obj)}) has config tag "
-                f"type={tag!r}; the tag must equal the registered name. Rename the entry point or "
-                f'set `type: Literal["{name}"] = "{name}"` in its Config.'
+                f"{self.kind} plugin registered as {name!r} ({_path_of(obj)}, "
+                f"{_from(package, version)}) has config tag type={tag!r}; the tag must equal the "
+                f"registered name {name!r}. Rename the entry point or set "
+                f'`type: Literal["{name}"] = "{name}"` in its Config.'
             )
-        if config.model_config.get("extra") != "forbid":
+        extra = config.model_config.get("extra")
+        if extra != "forbid":
             raise InvalidPluginError(
-                f"{self.kind} plugin {name!r}: its Config allows unknown fields "
-                f"(extra={config.model_config.get('extra')!r}); expected extra='forbid' so a "
-                f"misspelt option is an error. Derive Config from neurofm.PluginConfig."
+                f"{plugin}: its Config allows unknown fields (model_config extra={extra!r}); "
+                f"expected extra='forbid' so a misspelt option is an error. Derive Config from "
+                f"neurofm.PluginConfig and do not override `extra`."
             )
-        for attribute, allowed in _CLASS_ATTRIBUTES.get(self.kind, {}).items():
-            found = getattr(obj, attribute, None)
-            if not any(found is value or (type(found) is type(value) and found == value)
-                       for value in allowed):  # fmt: skip
-                raise InvalidPluginError(
-                    f"{self.kind} plugin {name!r} ({_path_of(obj)}, from {package}) has "
-                    f"{attribute} = {found!r}; allowed: {', '.join(map(repr, allowed))}. Set the "
-                    f"class attribute {attribute} to one of them (tasks select streams by it: "
-                    f"any other value is never matched)."
-                )
+        violations = self.class_attribute_violations(obj)
+        if violations:
+            attribute, found_and_allowed = violations[0]
+            raise InvalidPluginError(
+                f"{plugin} has {found_and_allowed}. Set the class attribute {attribute} to one of "
+                f"them ({_WHY.get(attribute, 'the contract fixes its values')})."
+            )
         if package != _BUILTIN_DISTRIBUTION and "." not in name:
             raise InvalidPluginError(
-                f"{self.kind} plugin {name!r} ({_path_of(obj)}, from {package}) has a bare name; "
-                f"names without a '.' are kept for neurofm's built-ins. Register it under a "
-                f"namespaced name such as 'yourlab.{name}' (entry-point name and Config tag)."
+                f"{plugin} has a bare name (found {name!r}); names without a '.' are kept for "
+                f"neurofm's built-ins, a third-party plugin's name is namespaced. Register it "
+                f"under a namespaced name such as 'yourlab.{name}' (entry-point name and Config "
+                f"tag)."
             )
+
+    def class_attribute_violations(self, cls: type) -> list[tuple[str, str]]:
+        """``(attribute, found_and_allowed)`` for each class attribute of this kind's contract (a
+        modality's ``role``, ``normalization`` and ``per_unit``) that ``cls`` leaves unset or sets
+        to a value outside the allowed ones, e.g. ``("role", "role = 'visual'; allowed:
+        'stimulus', 'behaviour', 'neural'")``. Registration refuses a plugin with any; the
+        conformance kit (:mod:`neurofm.testing`) checks the same.
+
+        A value must be one of the allowed ones and of its type: ``per_unit = 1`` is not a bool.
+        """
+        violations = []
+        for attribute, allowed in _CLASS_ATTRIBUTES.get(self.kind, {}).items():
+            found = getattr(cls, attribute, None)
+            if not any(found is value or (type(found) is type(value) and found == value)
+                       for value in allowed):  # fmt: skip
+                listed = ", ".join(map(repr, allowed))
+                violations.append(
+                    (attribute, f"{_found(attribute, found, allowed)}; allowed: {listed}")
+                )
+        return violations
 
     def _add(self, record: PluginRecord) -> None:
         self._check_unclaimed(record)
@@ -299,7 +362,7 @@ class Registry:
                     self.kind, ep.name, package, version, "loaded", obj, None, ep.value
                 )
                 self._check_unclaimed(record)
-                self._validate(obj, ep.name, package)
+                self._validate(obj, ep.name, package, version)
                 self._add(record)
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}"
@@ -335,6 +398,30 @@ _CLASS_ATTRIBUTES: dict[str, dict[str, tuple[Any, ...]]] = {
         "per_unit": (False, True),
     },
 }
+
+
+# why each contract attribute matters, for the refusal's "what to do"
+_WHY = {
+    "role": "tasks select streams by it: any other value is never matched",
+    "normalization": "the data pipeline normalises the stream by it",
+    "per_unit": "it says whether the stream's columns are the session's units",
+}
+
+
+def _from(package: str, version: str) -> str:
+    return f"from {package} {version}".strip()
+
+
+def _found(attribute: str, found: Any, allowed: tuple[Any, ...]) -> str:
+    """``role = 'visual'``, ``role = None (not set)`` or ``per_unit = 1 (of type int, expected
+    bool)``: what a plugin sets a contract attribute to."""
+    if found is None and None not in allowed:
+        return f"{attribute} = None (not set)"
+    kinds = {type(value).__name__ for value in allowed}
+    if type(found).__name__ not in kinds:
+        expected = " or ".join(sorted(kinds))
+        return f"{attribute} = {found!r} (of type {type(found).__name__}, expected {expected})"
+    return f"{attribute} = {found!r}"
 
 
 def _builtin_first(ep: metadata.EntryPoint) -> tuple[int, str]:

@@ -19,6 +19,8 @@ What is checked, for every kind:
     - the plugin's ``Config`` derives from :class:`neurofm.PluginConfig`, its ``type`` tag equals the
       name the plugin is registered under, unknown fields are rejected, and the config survives a
       JSON round trip;
+    - a modality encoder's ``role``, ``normalization`` and ``per_unit`` take values the registry
+      allows (the registry's own check, :meth:`neurofm.registry.Registry.class_attribute_violations`);
     - the module builds from the config;
     - a forward pass on synthetic input of the right form gives finite outputs of the documented
       shapes, and a backward pass gives finite gradients to at least one parameter;
@@ -83,6 +85,7 @@ from neurofm.core.interfaces import (
     StreamTensor,
     Tokens,
 )
+from neurofm.errors import UnknownPluginError
 
 __all__ = [
     "check_config",
@@ -105,10 +108,11 @@ def _describe(cls: type) -> str:
 
 
 def _registered_name(kind: str, cls: type) -> str | None:
-    for record in registry.get_registry(kind).records():
-        if record.obj is cls:
-            return record.name
-    return None
+    """The name ``cls`` is registered under in the ``kind`` registry; None if it is not."""
+    try:
+        return registry.get_registry(kind).record_of(cls).name
+    except UnknownPluginError:
+        return None
 
 
 def check_config(
@@ -296,10 +300,12 @@ def check_modality(
     config = check_config(
         encoder_cls, config, name=name or _registered_name("modalities", encoder_cls)
     )
-    if getattr(encoder_cls, "role", None) not in ("stimulus", "behaviour", "neural"):
-        raise _fail(what, f"role must be stimulus, behaviour or neural, found {encoder_cls.role!r}")
-    if encoder_cls.normalization not in ("zscore", "scale", "none"):
-        raise _fail(what, f"unknown normalization {encoder_cls.normalization!r}")
+    violations = registry.modalities.class_attribute_violations(encoder_cls)
+    if violations:  # the registry's own check, so the kit and registration agree
+        attribute, found_and_allowed = violations[0]
+        raise _fail(
+            what, f"{found_and_allowed}. Set the class attribute {attribute} to one of them"
+        )
 
     def build() -> ModalityEncoder:
         return encoder_cls(config, d_model=d_model)

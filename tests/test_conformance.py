@@ -13,6 +13,8 @@ from neurofm import registry
 from neurofm.core.config import PluginConfig
 from neurofm.core.interfaces import ModalityEncoder, StreamTensor, Tokens
 from neurofm.core.tokenization import series_tokens
+from neurofm.errors import InvalidPluginError
+from neurofm.registry import Registry
 from neurofm.testing import check_config, check_modality, check_plugin, check_readout
 
 PLUGINS = [(kind, name) for kind, reg in registry.REGISTRIES.items() for name in reg.list()]
@@ -122,6 +124,39 @@ def test_kit_accepts_a_correct_encoder() -> None:
 def test_kit_rejects_broken_encoders(cls: type[ModalityEncoder], message: str) -> None:
     with pytest.raises(AssertionError, match=message):
         check_modality(cls)
+
+
+class _NoRole(_GoodSeries):
+    role = None
+
+
+class _MinMax(_GoodSeries):
+    normalization = "minmax"
+
+
+class _PerUnitInt(_GoodSeries):
+    per_unit = 1
+
+
+@pytest.mark.parametrize(
+    ("cls", "found_and_allowed"),
+    [
+        (_NoRole, "role = None (not set); allowed: 'stimulus', 'behaviour', 'neural'"),
+        (_MinMax, "normalization = 'minmax'; allowed: 'zscore', 'scale', 'none'"),
+        (_PerUnitInt, "per_unit = 1 (of type int, expected bool); allowed: False, True"),
+    ],
+)
+def test_kit_checks_contract_attributes_as_the_registry_does(
+    cls: type[ModalityEncoder], found_and_allowed: str
+) -> None:
+    with pytest.raises(AssertionError) as info:
+        check_modality(cls)
+    assert found_and_allowed in str(info.value)
+    # registration refuses the class with the same words
+    fresh = Registry("modality", "neurofm.tests-no-such-group", registry.modalities._interface_path)
+    with pytest.raises(InvalidPluginError) as refused:
+        fresh.register(cls)
+    assert found_and_allowed in str(refused.value)
 
 
 def test_kit_checks_configs() -> None:

@@ -34,6 +34,9 @@ BROKEN = {
     "broken.notaplugin": "InvalidPluginError",
     "broken.badtag": "InvalidPluginError",
     "broken.badrole": "InvalidPluginError",
+    "broken.norole": "InvalidPluginError",
+    "broken.badnormalization": "InvalidPluginError",
+    "broken.badperunit": "InvalidPluginError",
     "lfp": "InvalidPluginError",
     "movie": "DuplicatePluginError",
 }
@@ -128,6 +131,27 @@ def test_register_get_and_list_with_glob() -> None:
     assert record.status == "loaded" and record.target.endswith(":LfpEncoder")
     reg.unregister("test.lfp")
     assert reg.list() == ["test.lfp_spikes"]
+
+
+def test_record_of_a_class() -> None:
+    from neurofm.plugins.modalities.movie import MovieEncoder
+
+    reg = _fresh_registry()
+    reg.register(LfpEncoder)
+    record = reg.record_of(LfpEncoder)
+    assert (record.name, record.obj, record.status) == ("test.lfp", LfpEncoder, "loaded")
+    assert registry.modalities.record_of(MovieEncoder).name == "movie"
+    assert registry.modalities.record_of(MovieEncoder).package == "neurofm"
+    with pytest.raises(UnknownPluginError) as info:
+        reg.record_of(LfpSpikesEncoder)
+    message = str(info.value)
+    assert f"{__name__}:LfpSpikesEncoder is not a registered modality plugin" in message
+    assert "register(cls)" in message and "neurofm.tests-no-such-group" in message
+    # a class whose config tag names a plugin held by another class says who holds it
+    with pytest.raises(UnknownPluginError, match=rf"'test.lfp', belongs to {__name__}:LfpEncoder"):
+        reg.record_of(OtherLfpEncoder)
+    with pytest.raises(UnknownPluginError, match="not a registered head plugin"):
+        registry.heads.record_of(MovieEncoder)
 
 
 def test_register_as_decorator() -> None:
@@ -238,6 +262,28 @@ def test_invalid_plugins_are_rejected(cls: type, name: str | None, message: str)
     assert reg.list() == []
 
 
+@pytest.mark.parametrize(
+    ("cls", "name", "found"),
+    [
+        (NotAnEncoder, None, "found a class deriving from object"),
+        (AbstractLeft, None, "unimplemented: tokenize"),
+        (LfpEncoder, "test.renamed", "type='test.lfp'"),
+        (LooseEncoder, None, "extra='allow'"),
+        (NoConfigEncoder, "test.noconfig", "found Config = None"),
+        (NoConfigEncoder, None, "found no `Config`"),
+    ],
+)
+def test_refusals_name_plugin_package_and_what_was_found(
+    cls: type, name: str | None, found: str
+) -> None:
+    package, _ = registry._owner_of(cls)
+    with pytest.raises(InvalidPluginError) as info:
+        _fresh_registry().register(cls, name=name)
+    message = str(info.value)
+    assert f"{__name__}:{cls.__qualname__}" in message and f"from {package}" in message
+    assert found in message
+
+
 # -- installed third-party plugins ---------------------------------------------------------------
 def test_broken_third_party_plugins_are_isolated(third_party_plugins: Path) -> None:
     from neurofm.plugins.modalities.movie import MovieEncoder
@@ -258,7 +304,18 @@ def test_broken_third_party_plugins_are_isolated(third_party_plugins: Path) -> N
         "role = 'visual'; allowed: 'stimulus', 'behaviour', 'neural'"
         in failed["broken.badrole"].error
     )
-    assert "from neurofm-broken-plugin" in failed["broken.badrole"].error
+    assert "from neurofm-broken-plugin 6.6.6" in failed["broken.badrole"].error
+    # each contract attribute: the plugin, its package, the attribute, what was found, what is allowed
+    contract = {
+        "broken.norole": "role = None (not set); allowed: 'stimulus', 'behaviour', 'neural'",
+        "broken.badnormalization": "normalization = 'minmax'; allowed: 'zscore', 'scale', 'none'",
+        "broken.badperunit": "per_unit = 1 (of type int, expected bool); allowed: False, True",
+    }
+    for name, found_and_allowed in contract.items():
+        error = failed[name].error
+        assert f"modality plugin {name!r}" in error and found_and_allowed in error, error
+        assert "from neurofm-broken-plugin 6.6.6" in error, error
+        assert f"Set the class attribute {found_and_allowed.split()[0]} to one of them" in error
     assert "bare name" in failed["lfp"].error and "'yourlab.lfp'" in failed["lfp"].error
     assert "neurofm.plugins.modalities.movie:MovieEncoder" in failed["movie"].error
     assert "neurofm_broken.duplicate:ImpostorMovieEncoder" in failed["movie"].error

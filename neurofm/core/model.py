@@ -33,6 +33,7 @@ from neurofm.core.interfaces import (
     StreamTensor,
 )
 from neurofm.core.tasks import ResolvedMask, TaskSpec, resolve
+from neurofm.errors import UnknownPluginError
 
 __all__ = [
     "MaskedStream",
@@ -629,9 +630,10 @@ def _describe_plugin(obj: object) -> str:
     from neurofm import registry
 
     for reg in registry.REGISTRIES.values():
-        for record in reg.records():
-            if record.obj is type(obj):
-                return record.describe()
+        try:
+            return reg.record_of(type(obj)).describe()
+        except UnknownPluginError:
+            continue
     cls = type(obj)
     return f"{cls.__module__}.{cls.__qualname__}, not a registered plugin"
 
