@@ -232,10 +232,10 @@ def target_channels(config: ModelConfig, sessions: Sequence[Session]) -> dict[st
                 f"target stream {name!r} needs one sample shape across sessions to size its "
                 f"head; found {sorted(shapes) or 'no session with that stream'}"
             )
-        shape = shapes.pop()
-        if len(shape) != 1:
-            raise ValueError(f"target stream {name!r} has samples of shape {shape}; heads need [C]")
-        out[name] = shape[0]
+        try:
+            out[name] = encoder_cls.target_channels(shapes.pop())
+        except ValueError as exc:
+            raise ValueError(f"target stream {name!r}: {exc}") from exc
     return out
 
 

@@ -236,11 +236,16 @@ class ModalityEncoder(_Plugin):
         embeddings = [None] * len(streams) if unit_embeddings is None else unit_embeddings
         return [self.tokenize(stream, emb) for stream, emb in zip(streams, embeddings, strict=True)]
 
-    def target_channels(self, sample_shape: tuple[int, ...]) -> int:
-        """Channels predicted when this stream is a target (non per-unit streams): ``C`` of ``[T, C]``."""
+    @classmethod
+    def target_channels(cls, sample_shape: tuple[int, ...]) -> int:
+        """Channels a head predicts when this stream is a target (non per-unit streams), from the
+        stream's sample shape (without time): ``C`` of ``[T, C]``. The builder sizes the head
+        with it before any encoder is built, hence a classmethod; raise ``ValueError`` for a
+        shape that cannot be a target."""
         if len(sample_shape) != 1:
-            raise NotImplementedError(
-                f"{type(self).__name__} streams of sample shape {sample_shape} cannot be targets"
+            raise ValueError(
+                f"{cls.__name__} streams of sample shape {tuple(sample_shape)} cannot be "
+                f"targets: heads need samples of shape [C]"
             )
         return int(sample_shape[0])
 
