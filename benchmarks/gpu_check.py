@@ -7,7 +7,7 @@
    fp32 (relative error = max |difference| / max |sdpa|, must be < 1e-3), and the forward time
    of each (best of ``--repeats``). Without xformers (or on CPU) ``reference`` stands in for it,
    so the numerics part still runs.
-2. **Training steps** of the default model (stimulus path) at the ``5M`` and ``20M`` presets on
+2. **Training steps** of the default model (stimulus path) at the ``7M`` and ``28M`` presets on
    simulated data, batch 16: bf16 autocast (CUDA only), without and with ``torch.compile`` of
    the backbone; median step time, input+query tokens per second, peak memory
    (``torch.cuda.max_memory_allocated``; on CPU the process's peak RSS).
@@ -183,7 +183,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, device {name}, xformers "
           f"{'available' if xformers_available() else 'not available'}")  # fmt: skip
     sizes = [256, 1024] if args.quick else [2048, 8192]
-    presets = ["tiny"] if args.quick else ["5M", "20M"]
+    presets = ["tiny"] if args.quick else ["7M", "28M"]
     steps = min(args.steps, 3) if args.quick else args.steps
     result = {"torch": torch.__version__, "device": name,
               "attention": attention_check(device, sizes, 2 if args.quick else args.repeats)}  # fmt: skip

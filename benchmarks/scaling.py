@@ -10,7 +10,7 @@ animal's test tier (stimulus+behaviour -> responses: single-trial r and r / nois
 ``1 - r/ceiling = a * x^-b`` over ``x`` = sessions (or backbone parameters).
 
     python benchmarks/scaling.py --quick                      # smoke run, < 3 min
-    python benchmarks/scaling.py --sessions 1,2,4,8 --sizes tiny,small,1M
+    python benchmarks/scaling.py --sessions 1,2,4,8 --sizes tiny,small,1.6M
 
 Writes ``scaling.json`` and ``scaling.png`` into ``--out``.
 """
@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from quality import dataset, model_config, quiet_loss_monitor, simulation, train_neurofm
 
+from neurofm.core.backbone.presets import DEPRECATED_ALIASES
 from neurofm.core.builder import TrainingConfig, build_model
 from neurofm.core.evaluation.evaluate import evaluate
 from neurofm.core.training.finetune import finetune
@@ -36,7 +37,7 @@ from neurofm.core.training.finetune import finetune
 SIZES = {
     "tiny": ("tiny", None),
     "small": ("small", None),
-    "1M": ("1M", None),
+    "1.6M": ("1.6M", None),
 }
 
 
@@ -150,8 +151,13 @@ def main() -> None:
     )
     p.add_argument("--quick", action="store_true", help="small data, few steps (< 3 min)")
     p.add_argument("--sessions", default=None, help="pretraining session counts (default 1,2,4,8)")
-    p.add_argument("--sizes", default=None, help="backbone sizes at the largest count")
-    p.add_argument("--size", default="small", help="backbone size of the session sweep")
+    known = ", ".join(SIZES)
+    p.add_argument(
+        "--sizes", default=None,
+        help=f"backbone sizes at the largest count, comma-separated ({known}; old preset names "
+        "such as 1M are accepted as deprecated aliases; default tiny,small,1.6M)",
+    )  # fmt: skip
+    p.add_argument("--size", default="small", help=f"backbone size of the session sweep ({known})")
     p.add_argument("--pretrain-steps", type=int, default=None)
     p.add_argument("--finetune-steps", type=int, default=None)
     p.add_argument("--window", type=float, default=2.0)
@@ -161,7 +167,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     quiet_loss_monitor()
     counts = [int(c) for c in (args.sessions or ("1,2,4" if args.quick else "1,2,4,8")).split(",")]
-    sizes = (args.sizes or ("tiny,small" if args.quick else "tiny,small,1M")).split(",")
+    sizes = (args.sizes or ("tiny,small" if args.quick else "tiny,small,1.6M")).split(",")
+    sizes = [DEPRECATED_ALIASES.get(s, s) for s in sizes]
+    args.size = DEPRECATED_ALIASES.get(args.size, args.size)
     args.pretrain_steps = args.pretrain_steps or (300 if args.quick else 1500)
     args.finetune_steps = args.finetune_steps or (100 if args.quick else 300)
     out = Path(args.out or f"benchmarks/results/scaling{'_quick' * args.quick}")

@@ -1,9 +1,9 @@
-"""Training step time, tokens/s and model FLOP utilisation (MFU) at the tiny and 5M presets.
+"""Training step time, tokens/s and model FLOP utilisation (MFU) at the tiny and 7M presets.
 
 MFU = (FLOPs of one forward + backward, counted by ``torch.utils.flop_counter``) / step time,
 relative to this machine's measured fp32 matmul peak (best of square matmuls, same thread count).
 
-    python benchmarks/train_step.py [--presets tiny,5M] [--steps 10] [--batch-size 16]
+    python benchmarks/train_step.py [--presets tiny,7M] [--steps 10] [--batch-size 16]
 """
 
 from __future__ import annotations
@@ -81,7 +81,9 @@ def measure(preset: str, sessions, sim, args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--presets", default="tiny,5M")
+    parser.add_argument(
+        "--presets", default="tiny,7M", help="comma-separated backbone presets (default tiny,7M)"
+    )
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--window-s", type=float, default=2.0)

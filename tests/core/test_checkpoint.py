@@ -151,7 +151,7 @@ import sys, torch
 from neurofm.core.builder import build_model, default_model_config
 from neurofm.core.data import open_dataset
 torch.manual_seed(0)
-model = build_model(default_model_config("5M", frame_size=(18, 32)), open_dataset(sys.argv[1]))
+model = build_model(default_model_config("7M", frame_size=(18, 32)), open_dataset(sys.argv[1]))
 for i in range(1000):
     model.backbone.latents.data.fill_(float(i))
     model.save_pretrained(sys.argv[2])

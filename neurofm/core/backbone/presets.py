@@ -1,24 +1,28 @@
 """Backbone configuration and named size presets.
 
-A preset is a zero-argument builder that only chooses numbers. Sizes are named by the approximate
-parameter count of the backbone (latents, attention and MLP blocks; encoders and readouts excluded).
+A preset is a zero-argument builder that only chooses numbers. Sized presets are named by their
+measured parameter count, rounded: the parameters of the backbone alone, ``PerceiverIO(config)``
+(latents, attention, MLPs, norms; encoders, readout and heads excluded). The names of earlier
+versions (``"1M"``, ``"5M"``, ``"20M"``, ``"80M"``, ``"300M"``, named by a size they did not have)
+still work: they are deprecated aliases (:data:`DEPRECATED_ALIASES`) of the same presets.
 
 Example:
-    >>> cfg = get_preset("5M")
+    >>> cfg = get_preset("7M")
     >>> cfg.d_model, cfg.n_heads, cfg.n_layers
     (256, 4, 6)
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
 __all__ = [
-    "PRESETS", "BackboneConfig", "get_preset", "preset_1m", "preset_5m", "preset_20m",
-    "preset_80m", "preset_300m", "small", "tiny",
+    "DEPRECATED_ALIASES", "PRESETS", "BackboneConfig", "get_preset", "preset_1_6m", "preset_7m",
+    "preset_28m", "preset_106m", "preset_340m", "small", "tiny",
 ]  # fmt: skip
 
 
@@ -115,48 +119,90 @@ def small() -> BackboneConfig:
     return BackboneConfig(d_model=64, n_heads=4, n_layers=2, n_latents=16, **_READ_INPUTS)
 
 
-def preset_1m() -> BackboneConfig:
-    """About 1.5M parameters: d 256, 4 heads, 2 layers (narrow MLP keeps it near its name; the
+def preset_1_6m() -> BackboneConfig:
+    """1.59M backbone parameters: d 256, 4 heads, 2 layers (a narrow MLP keeps it small; the
     input-reading decoder block would add 0.4M, so it is left out)."""
     return BackboneConfig(d_model=256, n_heads=4, n_layers=2, n_latents=32, mlp_ratio=1.0)
 
 
-def preset_5m() -> BackboneConfig:
-    """About 7M parameters: d 256, 4 heads, 6 layers."""
+def preset_7m() -> BackboneConfig:
+    """7.11M backbone parameters: d 256, 4 heads, 6 layers."""
     return BackboneConfig(d_model=256, n_heads=4, n_layers=6, n_latents=32, **_READ_INPUTS)
 
 
-def preset_20m() -> BackboneConfig:
-    """About 28M parameters: d 512, 8 heads, 6 layers."""
+def preset_28m() -> BackboneConfig:
+    """28.4M backbone parameters: d 512, 8 heads, 6 layers."""
     return BackboneConfig(d_model=512, n_heads=8, n_layers=6, n_latents=64, **_READ_INPUTS)
 
 
-def preset_80m() -> BackboneConfig:
-    """About 106M parameters: d 768, 12 heads, 12 layers."""
+def preset_106m() -> BackboneConfig:
+    """106M backbone parameters: d 768, 12 heads, 12 layers."""
     return BackboneConfig(d_model=768, n_heads=12, n_layers=12, n_latents=128, **_READ_INPUTS)
 
 
-def preset_300m() -> BackboneConfig:
-    """About 340M parameters: d 1024, 16 heads, 24 layers."""
+def preset_340m() -> BackboneConfig:
+    """340M backbone parameters: d 1024, 16 heads, 24 layers."""
     return BackboneConfig(d_model=1024, n_heads=16, n_layers=24, n_latents=256, **_READ_INPUTS)
 
 
 PRESETS: dict[str, Callable[[], BackboneConfig]] = {
     "tiny": tiny,
     "small": small,
-    "1M": preset_1m,
-    "5M": preset_5m,
-    "20M": preset_20m,
-    "80M": preset_80m,
-    "300M": preset_300m,
+    "1.6M": preset_1_6m,
+    "7M": preset_7m,
+    "28M": preset_28m,
+    "106M": preset_106m,
+    "340M": preset_340m,
+}
+
+#: Old preset name -> its name in :data:`PRESETS` (deprecated; :func:`get_preset` warns).
+DEPRECATED_ALIASES: dict[str, str] = {
+    "1M": "1.6M",
+    "5M": "7M",
+    "20M": "28M",
+    "80M": "106M",
+    "300M": "340M",
+}
+
+# the builders' old names, importable (with a warning) until the aliases go
+_DEPRECATED_BUILDERS = {
+    "preset_1m": "preset_1_6m",
+    "preset_5m": "preset_7m",
+    "preset_20m": "preset_28m",
+    "preset_80m": "preset_106m",
+    "preset_300m": "preset_340m",
 }
 
 
 def get_preset(name: str) -> BackboneConfig:
-    """The backbone configuration of preset ``name`` (one of ``PRESETS``)."""
+    """The backbone configuration of preset ``name``: one of ``PRESETS``, or a deprecated alias
+    (``DEPRECATED_ALIASES``), which warns and returns the preset it stands for."""
+    if name in DEPRECATED_ALIASES:
+        new = DEPRECATED_ALIASES[name]
+        warnings.warn(
+            f"backbone preset {name!r} is a deprecated alias of {new!r} (presets are named by "
+            f"their measured size); use {new!r}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        name = new
     try:
         return PRESETS[name]()
     except KeyError:
+        aliases = ", ".join(f"{old} -> {new}" for old, new in DEPRECATED_ALIASES.items())
         raise ValueError(
-            f"unknown backbone preset {name!r}; known presets: {', '.join(PRESETS)}"
+            f"unknown backbone preset {name!r}; known presets: {', '.join(PRESETS)} "
+            f"(deprecated aliases: {aliases})"
         ) from None
+
+
+def __getattr__(name: str) -> object:
+    if name in _DEPRECATED_BUILDERS:
+        new = _DEPRECATED_BUILDERS[name]
+        warnings.warn(
+            f"{name} is deprecated; use {new} (presets are named by their measured size)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return globals()[new]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
