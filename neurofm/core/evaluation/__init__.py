@@ -3,8 +3,15 @@
 from neurofm.core.evaluation.metrics import (
     CorrelationAccumulator,
     RepeatAccumulator,
+    fraction_of_mean_ceiling,
     pearson_r,
     summarize,
 )
 
-__all__ = ["CorrelationAccumulator", "RepeatAccumulator", "pearson_r", "summarize"]
+__all__ = [
+    "CorrelationAccumulator",
+    "RepeatAccumulator",
+    "fraction_of_mean_ceiling",
+    "pearson_r",
+    "summarize",
+]

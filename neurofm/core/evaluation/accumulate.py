@@ -114,10 +114,7 @@ def finish(pooled: dict, channel_r: dict) -> tuple[dict, dict, dict]:
         if len(lengths) > 1:  # repeat metrics from a subset of sessions: keep the common keys
             arrays = {k: v for k, v in arrays.items() if v.shape[0] == max(lengths)}
         per_unit = {k: v.tolist() for k, v in arrays.items()}
-        summary = summarize(arrays)
-        if "ceiling_r" in arrays:
-            ceiling = float(np.nanmean(arrays["ceiling_r"]))
-            summary["fraction_of_mean_ceiling"] = summary["single_trial_r"] / ceiling
+        summary = summarize(arrays)  # with fraction_of_mean_ceiling when ceilings are known
     per_channel = {name: float(np.nanmean(values)) for name, values in channel_r.items()}
     if per_channel and not summary:
         summary = {"r": float(np.nanmean(list(per_channel.values())))}

@@ -11,7 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["CorrelationAccumulator", "RepeatAccumulator", "pearson_r", "summarize"]
+__all__ = [
+    "CorrelationAccumulator",
+    "RepeatAccumulator",
+    "fraction_of_mean_ceiling",
+    "pearson_r",
+    "summarize",
+]
 
 _PAIR_STATS = ("n", "mean_x", "mean_y", "m2_x", "m2_y", "c_xy")
 
@@ -245,7 +251,11 @@ class RepeatAccumulator:
     def compute(self) -> dict[str, np.ndarray]:
         """Return ``[C]`` arrays keyed ``oracle_r``, ``fev`` and, when available, ``feve``,
         ``r_to_average``, ``single_trial_r``, ``ceiling_r``, ``fraction_of_ceiling``,
-        ``r_to_expected``."""
+        ``r_to_expected``.
+
+        ``fraction_of_ceiling`` is each neuron's own ``single_trial_r / ceiling_r``; the one
+        population figure is :func:`fraction_of_mean_ceiling`, which :func:`summarize` reports
+        instead of a mean of these ratios."""
         if self.has_predictions is None:
             raise RuntimeError("No stimuli seen; call update() with at least one stimulus.")
         total_var = self.oracle._variance_y()
@@ -277,15 +287,53 @@ def _quiet_nanmean(values: np.ndarray) -> float:
     return float(finite.mean()) if finite.size else float("nan")
 
 
+# Per-neuron arrays that have no summary: the mean of per-neuron ratios r_n / ceiling_n is not
+# the fraction of the noise ceiling (see fraction_of_mean_ceiling), so it is not reported.
+_NOT_SUMMARIZED = ("fraction_of_ceiling",)
+
+
+def fraction_of_mean_ceiling(single_trial_r: np.ndarray, ceiling_r: np.ndarray) -> float:
+    """The fraction of the noise ceiling a population reaches: ``mean(single_trial_r) /
+    mean(ceiling_r)`` over the neurons where both are defined (not NaN).
+
+    A neuron whose ceiling is 0 counts (it adds 0 to the mean ceiling); one whose r or ceiling
+    is NaN is left out of both means. NaN when no neuron has both or the mean ceiling is not
+    positive. For a single neuron this is its own ``fraction_of_ceiling``.
+
+    Shape: ``[C]``, ``[C]`` -> scalar.
+
+    >>> r, ceiling = np.array([0.1, 0.3, np.nan]), np.array([0.1, 0.7, 0.9])
+    >>> round(fraction_of_mean_ceiling(r, ceiling), 3)  # 0.2 / 0.4; the third neuron has no r
+    0.5
+    """
+    r = np.asarray(single_trial_r, dtype=np.float64)
+    ceiling = np.asarray(ceiling_r, dtype=np.float64)
+    if r.shape != ceiling.shape or r.ndim != 1:
+        raise ValueError(
+            f"single_trial_r and ceiling_r must be [C] arrays of one shape, found {r.shape} and "
+            f"{ceiling.shape}."
+        )
+    both = np.isfinite(r) & np.isfinite(ceiling)
+    mean_ceiling = float(ceiling[both].mean()) if both.any() else float("nan")
+    if not mean_ceiling > 0:
+        return float("nan")
+    return float(r[both].mean()) / mean_ceiling
+
+
 def summarize(metrics: dict[str, np.ndarray], fev_threshold: float = 0.15) -> dict[str, float]:
     """Reduce per-neuron metrics to scalars.
 
-    Every key becomes its NaN-ignoring mean over neurons. ``feve`` is averaged only over neurons
+    Every key becomes its NaN-ignoring mean over neurons, except the per-neuron ratio
+    ``fraction_of_ceiling``, which has no summary. ``feve`` is averaged only over neurons
     with ``fev >= fev_threshold`` (as SENSORIUM does; NaN FEV never passes); the plain mean is
-    kept as ``feve_all``. Adds ``n_neurons`` and ``n_neurons_feve`` (neurons behind ``feve``).
+    kept as ``feve_all``. Adds ``n_neurons`` and ``n_neurons_feve`` (neurons behind ``feve``) and,
+    given ``single_trial_r`` and ``ceiling_r``, the fraction of the noise ceiling
+    ``fraction_of_mean_ceiling`` (:func:`fraction_of_mean_ceiling`).
     """
     out = {
-        key: _quiet_nanmean(np.asarray(value, dtype=np.float64)) for key, value in metrics.items()
+        key: _quiet_nanmean(np.asarray(value, dtype=np.float64))
+        for key, value in metrics.items()
+        if key not in _NOT_SUMMARIZED
     }
     first = next(iter(metrics.values()), np.zeros(0))
     out["n_neurons"] = float(np.asarray(first).size)
@@ -296,4 +344,8 @@ def summarize(metrics: dict[str, np.ndarray], fev_threshold: float = 0.15) -> di
         out["feve_all"] = out["feve"]
         out["feve"] = _quiet_nanmean(feve[selected])
         out["n_neurons_feve"] = float(selected.sum())
+    if "single_trial_r" in metrics and "ceiling_r" in metrics:
+        out["fraction_of_mean_ceiling"] = fraction_of_mean_ceiling(
+            metrics["single_trial_r"], metrics["ceiling_r"]
+        )
     return out

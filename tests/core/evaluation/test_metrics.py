@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from neurofm.core.evaluation import (
     CorrelationAccumulator,
     RepeatAccumulator,
+    fraction_of_mean_ceiling,
     pearson_r,
     summarize,
 )
@@ -339,3 +340,54 @@ def test_summarize_thresholds_feve_by_fev() -> None:
     assert s["oracle_r"] == pytest.approx(0.5)
     assert s["fev"] == pytest.approx(0.25)
     assert s["n_neurons"] == 4
+
+
+# ---------------------------------------------------------------- fraction of the noise ceiling
+
+
+def test_summary_fraction_of_ceiling_is_the_mean_r_over_the_mean_ceiling() -> None:
+    """One figure: the ratio of the means, not the mean of the per-neuron ratios (0.55 here)."""
+    r, ceiling = np.array([0.1, 0.3]), np.array([0.1, 0.6])
+    metrics = {"single_trial_r": r, "ceiling_r": ceiling, "fraction_of_ceiling": r / ceiling}
+    s = summarize(metrics)
+    assert s["fraction_of_mean_ceiling"] == pytest.approx(0.2 / 0.35)
+    assert [k for k in s if "fraction" in k] == ["fraction_of_mean_ceiling"]
+
+
+def test_fraction_of_ceiling_uses_the_neurons_with_both_r_and_ceiling() -> None:
+    r = np.array([0.2, 0.4, np.nan, 0.3, 0.1])
+    ceiling = np.array([0.5, 0.7, 0.9, np.nan, 0.0])  # the last neuron's ceiling 0 counts
+    assert fraction_of_mean_ceiling(r, ceiling) == pytest.approx((0.7 / 3) / (1.2 / 3))
+
+
+def test_fraction_of_ceiling_of_one_neuron_is_its_own_ratio() -> None:
+    responses, predictions, expected = _hand_stimulus()
+    acc = RepeatAccumulator()
+    acc.update(responses, predictions, expected)
+    m = acc.compute()
+    assert fraction_of_mean_ceiling(m["single_trial_r"], m["ceiling_r"]) == pytest.approx(
+        m["fraction_of_ceiling"][0]
+    )
+
+
+@pytest.mark.parametrize(
+    ("r", "ceiling"),
+    [
+        ([0.2, 0.3], [0.0, 0.0]),  # mean ceiling 0
+        ([0.2, 0.3], [-0.1, 0.05]),  # mean ceiling negative
+        ([np.nan, 0.3], [0.5, np.nan]),  # no neuron with both
+        ([], []),
+    ],
+)
+def test_fraction_of_ceiling_is_nan_without_a_positive_ceiling(r: list, ceiling: list) -> None:
+    assert np.isnan(fraction_of_mean_ceiling(np.array(r), np.array(ceiling)))
+
+
+def test_fraction_of_ceiling_refuses_arrays_of_different_neurons() -> None:
+    with pytest.raises(ValueError, match="one shape"):
+        fraction_of_mean_ceiling(np.zeros(3), np.ones(4))
+
+
+def test_summary_has_no_fraction_of_ceiling_without_ceilings() -> None:
+    s = summarize({"single_trial_r": np.array([0.2, 0.4])})
+    assert not [k for k in s if "fraction" in k]
