@@ -13,7 +13,7 @@ from neurofm.core.config import PluginConfig, StrictModel, plugin_config_field
 from neurofm.core.conv_core import CoreConfig
 from neurofm.core.data.session import Session
 from neurofm.core.interfaces import PositionedStimulusEncoder, SessionUnits, StimulusReadout
-from neurofm.core.model import NeuroFM
+from neurofm.core.model import NeuroFM, params_per_unit
 
 __all__ = [
     "DataConfig",
@@ -245,11 +245,12 @@ def build_model(config: ModelConfig, sessions: Sequence[Session]) -> NeuroFM:
     ``sessions`` provide the readout's vocabulary (units per session) and the channel counts of the
     target streams.
     """
-    model = build_model_from_units(
-        config, session_units(sessions), target_channels(config, sessions)
+    return build_model_from_units(
+        config,
+        session_units(sessions),
+        target_channels(config, sessions),
+        statistics=stream_statistics(sessions),
     )
-    model.stream_statistics = stream_statistics(sessions)
-    return model
 
 
 def stream_statistics(sessions: Sequence[Session]) -> dict[str, dict[str, dict]]:
@@ -265,9 +266,14 @@ def stream_statistics(sessions: Sequence[Session]) -> dict[str, dict[str, dict]]
 
 
 def build_model_from_units(
-    config: ModelConfig, units: Mapping[str, SessionUnits], channels: Mapping[str, int]
+    config: ModelConfig,
+    units: Mapping[str, SessionUnits],
+    channels: Mapping[str, int],
+    *,
+    statistics: Mapping[str, Mapping[str, dict]] | None = None,
 ) -> NeuroFM:
-    """Like :func:`build_model`, from a unit vocabulary and target channel counts (checkpoints)."""
+    """Like :func:`build_model`, from a unit vocabulary, target channel counts and the streams'
+    normalisation statistics (checkpoints)."""
     d = config.backbone.d_model
     encoders = {
         name: _build("modalities", cfg, d_model=d) for name, cfg in config.modalities.items()
@@ -282,8 +288,7 @@ def build_model_from_units(
     readout = None
     if any(e.per_unit for e in encoders.values()):
         readout_cfg = config.readout or registry.readouts.get("neuron_embedding").Config()
-        per_unit_heads = [heads[n] for n, e in encoders.items() if e.per_unit and n in heads]
-        p = max((h.params_per_channel for h in per_unit_heads), default=1)
+        p = params_per_unit(encoders, heads)
         kwargs = {}
         if issubclass(registry.readouts.get(readout_cfg.type), StimulusReadout):
             kwargs["feature_channels"] = _feature_channels(encoders)
@@ -292,12 +297,10 @@ def build_model_from_units(
         )
     model = NeuroFM(
         encoders=encoders, backbone=PerceiverIO(config.backbone), readout=readout, heads=heads,
-        unit_time_offsets=config.unit_time_offsets,
-        anchor_tau_s=config.anchor_tau_s,
+        unit_time_offsets=config.unit_time_offsets, anchor_tau_s=config.anchor_tau_s,
+        session_units=units, target_channels=channels,
+        stream_statistics=statistics, model_config=config,
     )  # fmt: skip
-    model.session_units = dict(units)
-    model.target_channels = dict(channels)
-    model.model_config = config
     return model
 
 

@@ -70,7 +70,7 @@ def plugin_versions(config: ModelConfig) -> dict[str, dict[str, str]]:
 def _vocabulary(model: Any) -> dict[str, dict]:
     sessions = {}
     if model.readout is not None:
-        for sid, units in getattr(model, "session_units", {}).items():
+        for sid, units in model.session_units.items():
             sessions[sid] = {
                 "count": units.count,
                 "position_um": None
@@ -101,7 +101,7 @@ def save_pretrained(
     meta = {
         "neurofm_version": __version__,
         "plugins": plugin_versions(config),
-        "target_channels": dict(getattr(model, "target_channels", {})),
+        "target_channels": dict(model.target_channels),
         **dict(extra or {}),
     }
     source = model.state_dict() if weights is None else weights
@@ -113,8 +113,7 @@ def save_pretrained(
         )
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
         (tmp / "sessions.json").write_text(json.dumps(_vocabulary(model)) + "\n")
-        stats = getattr(model, "stream_statistics", {})
-        (tmp / "statistics.json").write_text(json.dumps(stats) + "\n")
+        (tmp / "statistics.json").write_text(json.dumps(model.stream_statistics) + "\n")
         save_file(state, str(tmp / "weights.safetensors"))
         seal(tmp, FORMAT)
     return path
@@ -230,7 +229,8 @@ def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
             for sid, v in read_json(path / "sessions.json").items()
         }
         channels = {k: int(v) for k, v in meta.get("target_channels", {}).items()}
-        model = build_model_from_units(config, sessions, channels)
+        statistics = read_json(path / "statistics.json")
+        model = build_model_from_units(config, sessions, channels, statistics=statistics)
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError, RuntimeError) as exc:
         if isinstance(exc, NeurofmError):
             raise
@@ -238,7 +238,6 @@ def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
             f"checkpoint {path} has malformed contents ({type(exc).__name__}: {exc}); it was "
             f"edited or not written by neurofm's save_pretrained. Re-save it from the model."
         ) from exc
-    model.stream_statistics = read_json(path / "statistics.json")
     try:
         state = load_file(str(path / "weights.safetensors"))
     except Exception as exc:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,6 +29,7 @@ from neurofm.core.interfaces import (
     PositionedStimulusEncoder,
     Readout,
     ReadoutQuery,
+    SessionUnits,
     StimulusReadout,
     StimulusView,
     StreamTensor,
@@ -41,6 +43,7 @@ __all__ = [
     "NeuroFM",
     "PendingTarget",
     "TargetOutput",
+    "params_per_unit",
     "plugin_learning_rate_scales",
 ]
 
@@ -103,6 +106,15 @@ def _key(name: str) -> str:
     return name.replace(".", "%2E")
 
 
+def params_per_unit(encoders: Mapping[str, ModalityEncoder], heads: Mapping[str, Head]) -> int:
+    """Raw outputs per unit and time a readout must give: the most that the heads of the
+    per-unit (neural) streams need (:attr:`Head.params_per_channel`; 1 without such heads)."""
+    return max(
+        (heads[n].params_per_channel for n, e in encoders.items() if e.per_unit and n in heads),
+        default=1,
+    )
+
+
 class NeuroFM(nn.Module):
     """A foundation model of neural activity built from parts.
 
@@ -129,6 +141,17 @@ class NeuroFM(nn.Module):
             (state, gain) changes little within a frame, while the stimulus drive, read at
             movie rate, is where a fraction of a frame matters. False ignores the offsets
             (ablations; BENCHMARKS.md, "Scan-phase offsets").
+        session_units: the readout's vocabulary, session id -> :class:`SessionUnits` (saved in
+            checkpoints; the sessions the readout knows). Empty for a model without sessions.
+        target_channels: channel count of every non per-unit target stream (its head's size).
+        stream_statistics: session -> stream -> normalisation statistics (from the sessions'
+            manifests; checkpoints carry them so a loaded model normalises its inputs alike).
+        model_config: the :class:`~neurofm.core.builder.ModelConfig` the model was built from
+            (None for a model assembled by hand; :meth:`save_pretrained` needs it).
+
+    The builders (:func:`~neurofm.core.builder.build_model`, checkpoint loading) pass all of
+    these; a model assembled by hand may leave them out. A readout must give the raw outputs per
+    unit that its heads need (:func:`params_per_unit`); a mismatch is refused here.
     """
 
     def __init__(
@@ -141,6 +164,10 @@ class NeuroFM(nn.Module):
         anchor_targets: bool = True,
         unit_time_offsets: bool = True,
         anchor_tau_s: float = 10.0,
+        session_units: Mapping[str, SessionUnits] | None = None,
+        target_channels: Mapping[str, int] | None = None,
+        stream_statistics: Mapping[str, Mapping[str, dict]] | None = None,
+        model_config: Any = None,
     ) -> None:
         super().__init__()
         d = backbone.d_model
@@ -150,6 +177,15 @@ class NeuroFM(nn.Module):
             if enc.per_unit and readout is None:
                 raise ValueError(f"stream {name!r} is per-unit (neural) but no readout was given")
         _check_stimulus_path(encoders, readout)
+        if readout is not None:
+            needed = params_per_unit(encoders, heads)
+            if readout.params_per_unit != needed:
+                raise ValueError(
+                    f"the readout ({_describe_plugin(readout)}) gives {readout.params_per_unit} "
+                    f"raw output(s) per unit and time; the heads of the per-unit streams need "
+                    f"{needed} (Head.params_per_channel). Build the readout with "
+                    f"params_per_unit={needed} (build_model does this)."
+                )
         unknown = sorted(set(heads) - set(encoders))
         if unknown:
             raise ValueError(
@@ -175,11 +211,36 @@ class NeuroFM(nn.Module):
         self.anchor_log_tau = nn.ParameterDict(
             {_key(k): nn.Parameter(torch.full((1,), math.log(anchor_tau_s))) for k in heads}
         )
-        # vocabulary recorded in checkpoints (filled by the builders; empty for hand-built models)
-        self.session_units: dict[str, object] = {}
-        self.target_channels: dict[str, int] = {}
-        self.stream_statistics: dict[str, dict[str, dict]] = {}  # session -> stream -> stats
-        self.model_config = None  # the ModelConfig it was built from (set by the builders)
+        # what checkpoints record beside the weights (see the class doc)
+        self.session_units: dict[str, SessionUnits] = dict(session_units or {})
+        self.target_channels: dict[str, int] = dict(target_channels or {})
+        self.stream_statistics: dict[str, dict[str, dict]] = {
+            sid: dict(streams) for sid, streams in (stream_statistics or {}).items()
+        }
+        self.model_config = model_config
+        if readout is not None and self.session_units:
+            known = set(readout.known_sessions())
+            if set(self.session_units) != known:
+                raise ValueError(
+                    f"session_units names sessions {sorted(self.session_units)}; the readout "
+                    f"knows {sorted(known)}. Pass the units the readout was built with."
+                )
+
+    def add_sessions(
+        self,
+        units: Mapping[str, SessionUnits],
+        statistics: Mapping[str, Mapping[str, dict]] | None = None,
+    ) -> None:
+        """Give the readout the neurons of new sessions and record them (and their streams'
+        normalisation statistics) for checkpoints; sessions the model knows are left as they
+        are. Fine-tuning calls it (:func:`neurofm.core.training.finetune.add_sessions`)."""
+        if self.readout is None:
+            raise ValueError("the model has no readout (no neural stream); nothing to add")
+        new = {sid: u for sid, u in units.items() if sid not in self.session_units}
+        self.readout.add_sessions(new)
+        self.session_units.update(new)
+        for sid, streams in (statistics or {}).items():
+            self.stream_statistics.setdefault(sid, dict(streams))
 
     def save_pretrained(self, path, *, extra: Mapping[str, object] | None = None):
         """Write a checkpoint folder (see :mod:`neurofm.core.checkpoint`); needs ``model_config``."""

@@ -45,10 +45,7 @@ def add_sessions(model: NeuroFM, sessions: Sequence[Session]) -> list[str]:
     if model.readout is None:
         raise NeurofmError("the model has no readout (no neural stream); nothing to add")
     before = {name for name, _ in model.named_parameters()}
-    units = session_units(sessions)
-    model.readout.add_sessions(units)
-    model.session_units.update(units)
-    model.stream_statistics.update(stream_statistics(sessions))
+    model.add_sessions(session_units(sessions), stream_statistics(sessions))
     model.to(model.device)  # new tables are created on the CPU
     return sorted(name for name, _ in model.named_parameters() if name not in before)
 
