@@ -29,12 +29,13 @@ import numpy as np
 import torch
 
 from neurofm.core.baselines.cnn import CNNConfig, fit_cnn_baseline
-from neurofm.core.baselines.ln import fit_linear_nonlinear, normalise_stream
+from neurofm.core.baselines.ln import fit_linear_nonlinear
 from neurofm.core.builder import ModelConfig, TrainingConfig, build_model, default_model_config
 from neurofm.core.data import open_dataset
 from neurofm.core.data.session import Session
 from neurofm.core.data.simulate_to_disk import simulate_to_disk
 from neurofm.core.data.simulation import SimulationConfig
+from neurofm.core.data.windows import normalise_stream
 from neurofm.core.evaluation.accumulate import PredictorState, finish, pool
 from neurofm.core.evaluation.evaluate import evaluate
 from neurofm.core.model import NeuroFM

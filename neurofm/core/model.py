@@ -66,6 +66,16 @@ class TargetOutput:
     loss_sum: Tensor
     count: Tensor
 
+    def mean_loss(self) -> Tensor:
+        """The head's loss averaged over the target's valid entries, in float32: ``loss_sum /
+        count`` (0 for a target without a valid entry). The model's loss is the mean of these
+        over a batch's targets; distributed training sums them
+        (:class:`~neurofm.core.training.distributed.TrainStep`).
+
+        Shape: ``[]``.
+        """
+        return self.loss_sum.float() / self.count.clamp(min=1)
+
 
 @dataclass
 class MaskedStream:
@@ -575,7 +585,7 @@ class NeuroFM(nn.Module):
                 TargetOutput(b, name, raw, p.values, p.valid, times, units, loss_sum, count)
             )
         if outputs:
-            losses = torch.stack([o.loss_sum / o.count.clamp(min=1) for o in outputs])
+            losses = torch.stack([o.mean_loss() for o in outputs])
             loss = losses.mean()
         else:
             loss = h.sum() * 0.0

@@ -26,9 +26,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from neurofm.core.baselines.ln import normalise_stream
 from neurofm.core.data.session import Session
-from neurofm.core.data.windows import WindowSample
+from neurofm.core.data.windows import WindowSample, normalise_stream
 from neurofm.core.interfaces import StreamTensor
 from neurofm.core.tasks import StreamRule, TaskSpec
 from neurofm.errors import NeurofmError

@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from neurofm.core.baselines.ln import normalise_stream
 from neurofm.core.data.session import Session
+from neurofm.core.data.windows import normalise_stream
 
 __all__ = ["CNNBaseline", "CNNConfig", "CNNPredictor", "fit_cnn_baseline"]
 

@@ -19,21 +19,12 @@ import torch
 
 from neurofm.core.data.manifest import Tier
 from neurofm.core.data.session import Session
+from neurofm.core.data.windows import normalise_stream  # re-exported: its former home
 
 __all__ = ["LinearNonlinear", "fit_linear_nonlinear", "normalise_stream"]
 
 LAGS_S = (0.0, 0.033, 0.067, 0.1, 0.167, 0.233, 0.3)
 PENALTIES = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
-
-
-def normalise_stream(session: Session, name: str, data: np.ndarray, mode: str) -> np.ndarray:
-    """``data`` of stream ``name`` normalised as the model sees it (``zscore``/``scale``/``none``)."""
-    stats = session.stream_spec(name).statistics
-    mean = np.asarray(stats.mean if stats else [0.0])
-    std = np.asarray(stats.std if stats else [1.0])
-    if mode == "zscore":
-        return (data - mean) / std
-    return data / std if mode == "scale" else data
 
 
 def _pooled(session: Session, name: str, mode: str, grid: tuple[int, int]) -> np.ndarray:

@@ -13,7 +13,13 @@ from neurofm.core.data.session import Session
 from neurofm.core.interfaces import Normalization, StreamTensor
 from neurofm.errors import DataError
 
-__all__ = ["WindowSample", "WindowSampler", "load_window", "tile_intervals"]
+__all__ = [
+    "WindowSample",
+    "WindowSampler",
+    "load_window",
+    "normalise_stream",
+    "tile_intervals",
+]
 
 
 @dataclass(frozen=True)
@@ -35,9 +41,26 @@ class WindowSample:
     unit_time_offset_s: torch.Tensor | None = None
 
 
-def _normalise(
-    data: np.ndarray, mean: np.ndarray, std: np.ndarray, mode: Normalization
+def normalise_stream(
+    session: Session,
+    name: str,
+    data: np.ndarray,
+    mode: Normalization,
+    *,
+    dtype: type[np.floating] = np.float64,
 ) -> np.ndarray:
+    """``data`` of stream ``name`` normalised as the model sees it, with the train-tier statistics
+    in the session's manifest: ``zscore`` ((x - mean) / std), ``scale`` (x / std) or ``none`` (x).
+
+    A stream without statistics is left as it is (mean 0, std 1). The statistics are taken in
+    ``dtype``: ``np.float32`` keeps float32 data float32 (the data loader's windows); the default
+    gives float64 results (the baselines and the evaluation).
+
+    Shape: data ``[T, ...]`` -> ``[T, ...]``; per-channel statistics broadcast over the last axis.
+    """
+    stats = session.stream_spec(name).statistics
+    mean = np.asarray(stats.mean if stats else [0.0], dtype=dtype)
+    std = np.asarray(stats.std if stats else [1.0], dtype=dtype)
     if mode == "zscore":
         return (data - mean) / std
     if mode == "scale":
@@ -62,15 +85,13 @@ def load_window(
     names = [n for n in normalization if n in session.manifest.streams]
     cut = session.window(t0, t0 + duration, names, ground_truth=list(ground_truth))
     streams: dict[str, StreamTensor] = {}
-    scales: dict[int, tuple[np.ndarray, np.ndarray, Normalization]] = {}
+    scales: dict[int, str] = {}  # stream length -> the stream whose statistics scale it
     for name in names:
         spec = session.stream_spec(name)
         w = cut[name]
         data = w.data.astype(np.float32, copy=False)
-        stats = spec.statistics
-        mean = np.asarray(stats.mean if stats else [0.0], dtype=np.float32)
-        std = np.asarray(stats.std if stats else [1.0], dtype=np.float32)
-        values = _normalise(data, mean, std, normalization[name]).astype(np.float32)
+        mode = normalization[name]
+        values = normalise_stream(session, name, data, mode, dtype=np.float32).astype(np.float32)
         finite = np.isfinite(values)
         valid = finite if values.ndim == 2 else finite.all(axis=tuple(range(1, finite.ndim)))
         values = np.where(finite, values, 0.0).astype(np.float32)
@@ -80,15 +101,16 @@ def load_window(
             times=torch.from_numpy((w.timestamps - t0).astype(np.float32)),
             period_s=1.0 / spec.sampling_rate_hz,
         )
-        scales[spec.data.shape[0]] = (mean, std, normalization[name])
+        scales[spec.data.shape[0]] = name
     truth: dict[str, torch.Tensor] = {}
     for name in ground_truth:
         w = cut[f"ground_truth.{name}"]
         length = session.ground_truth(name).shape[0]
         data = w.data.astype(np.float32)
         if length in scales:
-            mean, std, mode = scales[length]
-            data = _normalise(data, mean, std, mode).astype(np.float32)
+            like = scales[length]
+            mode = normalization[like]
+            data = normalise_stream(session, like, data, mode, dtype=np.float32).astype(np.float32)
         truth[name] = torch.from_numpy(data)
     units = session.units
     offsets = None

@@ -99,7 +99,7 @@ class TrainStep(nn.Module):
         device_type = self.model.device.type
         with torch.autocast(device_type, torch.bfloat16, enabled=self.autocast_bf16):
             out = self.model(batch, tasks, rng)
-        losses = [o.loss_sum.float() / o.count.clamp(min=1) for o in out.targets]
+        losses = [o.mean_loss() for o in out.targets]
         total = torch.stack(losses).sum() if losses else out.loss.float()
         touch = [
             p.sum()

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from neurofm.core.baselines.cnn import CNNConfig, CNNModel, fit_cnn_baseline
-from neurofm.core.baselines.ln import normalise_stream
 from neurofm.core.data import open_dataset
+from neurofm.core.data.windows import normalise_stream
 from neurofm.core.evaluation.metrics import pearson_r
 
 NORM = {"movie": "zscore", "calcium": "scale", "running": "zscore", "pupil": "zscore"}

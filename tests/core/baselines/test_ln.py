@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from neurofm.core.baselines.ln import fit_linear_nonlinear, normalise_stream
+from neurofm.core.baselines.ln import fit_linear_nonlinear
 from neurofm.core.data import open_dataset
+from neurofm.core.data.windows import normalise_stream
 from neurofm.core.evaluation.metrics import pearson_r
 
 NORM = {"movie": "zscore", "calcium": "scale", "running": "zscore", "pupil": "zscore"}
