@@ -26,7 +26,9 @@ What is checked, for every kind:
       shapes, and a backward pass gives finite gradients to at least one parameter;
     - empty input gives empty output (absent data), and invalid entries (``valid=False``, zeroed as
       the data pipeline does) never produce NaN;
-    - weights saved with safetensors and loaded into a freshly built module give identical outputs.
+    - weights saved with safetensors and loaded into a freshly built module give identical outputs;
+    - a head's ``metric_names`` names only metrics evaluation knows, for a per-unit and for a
+      channel stream (evaluation refuses any other name).
 
 For the stimulus path: a :class:`~neurofm.PositionedStimulusEncoder` must give, in one
 ``encode_batch`` call over several samples (one of them empty), one output per sample whose tokens
@@ -71,6 +73,7 @@ from torch import Tensor, nn
 
 from neurofm import registry
 from neurofm.core.config import PluginConfig
+from neurofm.core.evaluation.metric_names import head_metric_names
 from neurofm.core.interfaces import (
     FeatureMap,
     Head,
@@ -85,7 +88,7 @@ from neurofm.core.interfaces import (
     StreamTensor,
     Tokens,
 )
-from neurofm.errors import UnknownPluginError
+from neurofm.errors import InvalidPluginError, UnknownPluginError
 
 __all__ = [
     "check_config",
@@ -477,7 +480,8 @@ def check_readout(
 
     Builds it for two sessions (one id containing a '.'), checks ``unit_embeddings`` ``[K, d]`` and
     ``project`` ``[Q, K, params_per_unit]``, empty unit and query sets, that ``add_sessions`` keeps
-    existing parameters, and the safetensors round trip.
+    existing parameters, that ``known_sessions`` lists the ids of the sessions it was built with
+    and of those added, and the safetensors round trip.
     """
     what = f"readout plugin {_describe(readout_cls)}"
     if not (isinstance(readout_cls, type) and issubclass(readout_cls, Readout)):
@@ -498,6 +502,7 @@ def check_readout(
 
     torch.manual_seed(0)
     readout = build()
+    _check_known_sessions(what, readout, ["s-a", "s.b"])
     units = torch.tensor([0, 3, 6])
     h = torch.randn(5, d_model)
     for sid, idx in (("s-a", units), ("s.b", torch.tensor([1, 2]))):
@@ -535,6 +540,7 @@ def check_readout(
     if not torch.equal(before, after):
         raise _fail(what, "add_sessions changed the outputs of an existing session")
     _check_finite(what, "outputs for an added session", new)
+    _check_known_sessions(what, readout, ["s-a", "s.b", "s-new"])
 
     _check_batched(what, readout, h, units)
     _check_penalty(what, readout)
@@ -543,6 +549,15 @@ def check_readout(
     _check_reload(what, build, readout, lambda m: (m.project(h, "s.b", torch.tensor([0, 3])),))
     if isinstance(readout, StimulusReadout):
         _check_stimulus_readout(what, readout, h, units, params_per_unit)
+
+
+def _check_known_sessions(what: str, readout: Readout, expected: list[str]) -> None:
+    found = readout.known_sessions()
+    if sorted(found) != sorted(expected):
+        raise _fail(
+            what, f"known_sessions must list the session ids {expected} (those it was built "
+            f"with and those added), found {found}"
+        )  # fmt: skip
 
 
 def _same(one: list, each: list) -> bool:
@@ -668,7 +683,9 @@ def check_head(
     ``loss`` whose count equals the number of valid entries and which ignores invalid entries
     (whatever their value), gradients, empty batches and the safetensors round trip. As a per-unit
     head (``channels=None``): the same on raw outputs given by a readout. Targets are >= 0 (spike
-    counts / calcium and z-scored behaviour both allow that).
+    counts / calcium and z-scored behaviour both allow that). For both, ``metric_names`` names
+    only metrics evaluation knows for that kind of stream
+    (:func:`neurofm.core.evaluation.metric_names.known_metric_names`).
     """
     what = f"head plugin {_describe(head_cls)}"
     if not (isinstance(head_cls, type) and issubclass(head_cls, Head)):
@@ -717,8 +734,10 @@ def check_head(
     _check_finite(what, "loss of an empty batch", empty_total)
     _check_penalty(what, head)
     _check_learning_rate_scales(what, head)
+    _check_metric_names(head, per_unit=False)
 
     per_unit = head_cls(config, d_model=d_model, channels=None)
+    _check_metric_names(per_unit, per_unit=True)
     unit_raw = torch.randn(q, 5, per_unit.params_per_channel, requires_grad=True)
     unit_target = torch.rand(q, 5) * 2
     total, count = per_unit.loss(unit_raw, unit_target, torch.ones(q, 5, dtype=torch.bool))
@@ -729,6 +748,15 @@ def check_head(
         raise _fail(what, "per-unit predict must give [Q, K]")
 
     _check_reload(what, build, head, lambda m: (m.project(h), m.predict(m.project(h))))
+
+
+def _check_metric_names(head: Head, *, per_unit: bool) -> None:
+    """``head.metric_names(per_unit)`` names only metrics evaluation knows for the stream kind.
+    The message is the one evaluation refuses the head with (it names the head)."""
+    try:
+        head_metric_names(head, per_unit=per_unit)
+    except InvalidPluginError as error:
+        raise AssertionError(str(error)) from error
 
 
 def check_source(

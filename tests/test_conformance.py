@@ -11,11 +11,11 @@ from torch import Tensor, nn
 
 from neurofm import registry
 from neurofm.core.config import PluginConfig
-from neurofm.core.interfaces import ModalityEncoder, StreamTensor, Tokens
+from neurofm.core.interfaces import Head, ModalityEncoder, StreamTensor, Tokens
 from neurofm.core.tokenization import series_tokens
 from neurofm.errors import InvalidPluginError
 from neurofm.registry import Registry
-from neurofm.testing import check_config, check_modality, check_plugin, check_readout
+from neurofm.testing import check_config, check_head, check_modality, check_plugin, check_readout
 
 PLUGINS = [(kind, name) for kind, reg in registry.REGISTRIES.items() for name in reg.list()]
 
@@ -255,3 +255,64 @@ def test_kit_uses_the_plugins_own_example_inputs() -> None:
     with pytest.raises(ValueError, match=r"grid encoder expects \[T, 3, 3\]"):
         check_modality(_GridEncoder, name="test.grid")  # guessed [T, 1]: the wrong form
     check_modality(_GridWithExample, name="test.grid")
+
+
+# -- heads: the metrics a head asks for ------------------------------------------------------
+class _MetricsConfig(PluginConfig):
+    type: Literal["test.metrics"] = "test.metrics"
+    unit_metrics: tuple[str, ...] = ("single_trial_r", "r_to_average")
+    channel_metrics: tuple[str, ...] = ("r",)
+
+
+class _MetricsHead(Head):
+    """A squared-error head that reports the metrics its config names."""
+
+    Config = _MetricsConfig
+
+    def predict(self, raw: Tensor) -> Tensor:
+        return raw[..., 0]
+
+    def loss(self, raw: Tensor, target: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+        error = (raw[..., 0] - torch.where(valid, target, 0.0)) ** 2
+        return (error * valid).sum(), valid.sum()
+
+    def metric_names(self, per_unit: bool) -> tuple[str, ...]:
+        return self.config.unit_metrics if per_unit else self.config.channel_metrics
+
+
+def test_kit_accepts_a_head_that_reports_fewer_metrics() -> None:
+    check_head(_MetricsHead)
+    check_head(_MetricsHead, _MetricsConfig(unit_metrics=(), channel_metrics=()))
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (_MetricsConfig(unit_metrics=("single_trial_r", "mae")),
+         "asks for metric 'mae', which evaluation does not compute for per-unit streams; "
+         "known for per-unit streams: single_trial_r, r_to_average, oracle_r, fev, feve, "
+         "ceiling_r, fraction_of_ceiling, r_to_expected"),
+        (_MetricsConfig(channel_metrics=("r", "fev")),
+         "asks for metric 'fev', which evaluation does not compute for channel streams; "
+         "known for channel streams: r."),
+    ],
+)  # fmt: skip
+def test_kit_rejects_a_head_asking_for_metrics_evaluation_does_not_know(
+    config: _MetricsConfig, message: str
+) -> None:
+    with pytest.raises(AssertionError) as info:
+        check_head(_MetricsHead, config)
+    assert str(info.value).startswith("head plugin ")
+    assert message in str(info.value)
+    assert "_MetricsHead" in str(info.value)  # the head, named as the kit names it
+
+
+def test_kit_checks_the_metrics_of_a_registered_head() -> None:
+    registry.heads.register(_MetricsHead)
+    try:
+        check_plugin("heads", "test.metrics")
+        bad = _MetricsConfig(unit_metrics=("oracle_r", "mse"))
+        with pytest.raises(AssertionError, match=r"head plugin 'test.metrics' from .* asks for"):
+            check_plugin("heads", "test.metrics", bad)
+    finally:
+        registry.heads.unregister("test.metrics")

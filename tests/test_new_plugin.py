@@ -61,6 +61,11 @@ def test_layout_of_a_scaffolded_package(scaffolded: tuple[Path, Path]) -> None:
     head = (root / "head" / "pyproject.toml").read_text()
     assert '[project.entry-points."neurofm.heads"]' in head
     assert '"testlab.huber" = "neurofm_testlab_huber.head:HuberHead"' in head
+    # the readout writes only what is its own; neurofm.Readout builds it and keeps its sessions
+    readout = (root / "readout" / "neurofm_testlab_gain_readout" / "readout.py").read_text()
+    assert "def build_shared(self)" in readout and "def add_session(self, key" in readout
+    for inherited in ("def __init__", "def add_sessions", "def known_sessions"):
+        assert inherited not in readout
 
 
 def test_scaffolded_packages_pass_their_own_tests(scaffolded: tuple[Path, Path]) -> None:

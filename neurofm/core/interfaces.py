@@ -283,11 +283,25 @@ class PositionedStimulusEncoder(ModalityEncoder):
 class Readout(_Plugin):
     """Per-session neuron identities: input-side unit embeddings and output-side per-unit predictions.
 
+    A readout sets ``Config`` and implements :meth:`add_session` (the parameters of one session),
+    :meth:`unit_embeddings` and :meth:`project`; it creates what every session shares in
+    :meth:`build_shared`. This constructor stores its arguments (``config``, ``d_model``,
+    ``params_per_unit``, ``feature_channels``), calls :meth:`build_shared`, then adds
+    ``sessions`` (:meth:`add_sessions`), so a readout writes no ``__init__`` of its own; the base
+    keeps the list of sessions (:meth:`known_sessions`).
+
+    A readout written before these hooks overrides ``__init__`` (calling this one, then adding its
+    sessions itself), ``add_sessions`` and ``known_sessions``; it keeps working: for a readout
+    that overrides ``add_sessions`` this constructor adds no session, and it must override
+    ``known_sessions`` too (refused with a ``TypeError`` otherwise).
+
     Args:
         config: the plugin's validated config.
         d_model: backbone width.
         sessions: the units of every session the model knows, by session id.
         params_per_unit: raw outputs per unit and time that the neural head needs (Poisson: 1).
+        feature_channels: ``C`` of the feature maps a :class:`StimulusReadout` reads (required
+            there, refused for any other readout).
     """
 
     Config: ClassVar[type[PluginConfig]]
@@ -299,11 +313,54 @@ class Readout(_Plugin):
         d_model: int,
         sessions: Mapping[str, SessionUnits],
         params_per_unit: int = 1,
+        feature_channels: int | None = None,
     ) -> None:
         super().__init__()
+        name = type(self).__name__
+        if isinstance(self, StimulusReadout) != (feature_channels is not None):
+            raise TypeError(
+                f"{name} reads the stimulus (a StimulusReadout): build it with feature_channels= "
+                f"(C of the positioned encoders' feature maps; build_model passes it)"
+                if feature_channels is None
+                else f"{name} is not a StimulusReadout and reads no feature maps, but was given "
+                f"feature_channels={feature_channels}: build it without"
+            )
+        owns_sessions = type(self).add_sessions is Readout.add_sessions
+        if not owns_sessions and type(self).known_sessions is Readout.known_sessions:
+            raise TypeError(
+                f"{name} overrides add_sessions, so it keeps its own list of sessions, but not "
+                f"known_sessions: override known_sessions too, or implement add_session instead "
+                f"of add_sessions and let neurofm.Readout keep the list"
+            )
         self.config = config
         self.d_model = d_model
         self.params_per_unit = params_per_unit
+        if feature_channels is not None:
+            self.feature_channels = feature_channels
+        self._session_ids: list[str] = []
+        self.build_shared()
+        if owns_sessions:  # a readout that overrides add_sessions adds its sessions itself
+            self.add_sessions(sessions)
+
+    def build_shared(self) -> None:
+        """Create what every session shares: modules, shared parameters and the empty
+        per-session tables (e.g. ``nn.ParameterDict``) that :meth:`add_session` fills. Called
+        once by ``__init__``, after ``config``, ``d_model``, ``params_per_unit`` (and
+        ``feature_channels``) are set and before any session is added. The default creates
+        nothing."""
+
+    def add_session(self, key: str, units: SessionUnits) -> None:
+        """Create the parameters of one session that this readout does not know yet, stored
+        under ``key`` (the session's :meth:`parameter_key`), for ``units.count`` neurons; on
+        the device of the readout's parameters.
+
+        :meth:`add_sessions` calls it once per new session, in order, and registers the new
+        sessions after the last call: during one :meth:`add_sessions`, :meth:`known_sessions`
+        lists the sessions known before it (a new session may start from them)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement add_session(key, units), which creates the "
+            f"parameters of one session (see neurofm.Readout)"
+        )
 
     @abstractmethod
     def unit_embeddings(self, session_id: str, units: Tensor) -> Tensor:
@@ -326,14 +383,18 @@ class Readout(_Plugin):
         query; an override must give the same values."""
         return [self.project(q.h, q.session_id, q.units) for q in queries]
 
-    @abstractmethod
     def add_sessions(self, sessions: Mapping[str, SessionUnits]) -> None:
-        """Make room for new sessions (fine-tuning to new animals); existing parameters are kept."""
+        """Make room for new sessions (fine-tuning to new animals): :meth:`add_session` for each
+        session not known yet; the parameters of known sessions are kept."""
+        new = [(sid, units) for sid, units in sessions.items() if sid not in self._session_ids]
+        for session_id, units in new:
+            self.add_session(self.parameter_key(session_id), units)
+        self._session_ids.extend(session_id for session_id, _ in new)
 
-    @abstractmethod
     def known_sessions(self) -> list[str]:
-        """Ids of the sessions this readout has parameters for (:meth:`checked_key` and the
-        model's zero-shot and fine-tuning paths rely on it)."""
+        """Ids of the sessions this readout has parameters for, in the order they were added
+        (:meth:`checked_key` and the model's zero-shot and fine-tuning paths rely on it)."""
+        return list(self._session_ids)
 
     @staticmethod
     def parameter_key(session_id: str) -> str:
@@ -379,20 +440,7 @@ class StimulusReadout(Readout):
 
     eye_stream: str | None = None
     unit_read_times: ClassVar[bool] = False
-
-    def __init__(
-        self,
-        config: PluginConfig,
-        *,
-        d_model: int,
-        sessions: Mapping[str, SessionUnits],
-        params_per_unit: int = 1,
-        feature_channels: int,
-    ) -> None:
-        super().__init__(
-            config, d_model=d_model, sessions=sessions, params_per_unit=params_per_unit
-        )
-        self.feature_channels = feature_channels
+    feature_channels: int
 
     @abstractmethod
     def project_stimulus(
@@ -423,7 +471,8 @@ class StimulusReadout(Readout):
 
 
 class Head(_Plugin):
-    """Owns the objective of one target stream: output mapping, loss and metrics.
+    """Owns the objective of one target stream: output mapping, loss and metrics (which ones
+    evaluation reports for the stream: :meth:`metric_names`).
 
     For channel streams (behaviour, ...) the head maps backbone outputs to ``channels`` itself
     (:meth:`project`); for per-unit streams the readout provides the raw per-unit outputs.
@@ -471,8 +520,27 @@ class Head(_Plugin):
         """
         return raw
 
-    def metric_names(self) -> tuple[str, ...]:
-        return ("r",)
+    def metric_names(self, per_unit: bool) -> tuple[str, ...]:
+        """The metrics evaluation computes and reports for this head's target stream.
+
+        Evaluation asks once per stream, with ``per_unit`` True for a per-unit (neural) stream
+        and False for a channel stream, and reports exactly these (for the model and every
+        baseline; a metric the data cannot give, e.g. one needing repeats, is left out). Names
+        are chosen among the ones evaluation knows (the conformance kit checks it; an unknown
+        name is refused naming the head, the metric and the known ones):
+
+        - per-unit streams: ``single_trial_r``, ``r_to_average``, ``oracle_r``, ``fev``,
+          ``feve``, ``ceiling_r``, ``fraction_of_ceiling``, ``r_to_expected``;
+        - channel streams: ``r``.
+
+        The default reports every metric evaluation knows for the stream
+        (:func:`neurofm.core.evaluation.metric_names.known_metric_names`); a head overrides it to
+        report fewer, e.g. ``("single_trial_r", "r_to_average")`` for a likelihood whose
+        prediction is not on the scale FEVE assumes. See docs/metrics.md.
+        """
+        from neurofm.core.evaluation.metric_names import known_metric_names
+
+        return known_metric_names(per_unit)
 
 
 def masked_mean(total: Tensor, count: Tensor) -> Tensor:

@@ -211,7 +211,6 @@ Registered as `$name` (entry-point group `neurofm.readouts`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Literal
 
 import torch
@@ -235,6 +234,10 @@ class $cls(Readout):
     A neuron's input identity is ``e_n``; its output parameter ``j`` at backbone output ``h`` is
     ``g_s <W_j h, e_n> / sqrt(d) + b_nj``.
 
+    ``neurofm.Readout`` builds it: it stores ``config``, ``d_model`` and ``params_per_unit``,
+    calls ``build_shared`` once, then ``add_session`` for every session the model knows (and for
+    each session added later by fine-tuning), and keeps the list of sessions.
+
     Shape:
         unit_embeddings(session, units ``[K]``) -> ``[K, d_model]``;
         project(h ``[Q, d_model]``, session, units ``[K]``) -> ``[Q, K, params_per_unit]``.
@@ -242,45 +245,28 @@ class $cls(Readout):
 
     Config = $config
 
-    def __init__(
-        self,
-        config: $config,
-        *,
-        d_model: int,
-        sessions: Mapping[str, SessionUnits],
-        params_per_unit: int = 1,
-    ) -> None:
-        super().__init__(
-            config, d_model=d_model, sessions=sessions, params_per_unit=params_per_unit
-        )
-        self.embeddings = nn.ParameterDict()
-        self.biases = nn.ParameterDict()
-        self.gains = nn.ParameterDict()
-        self.query = nn.Linear(d_model, d_model * params_per_unit)
-        self.add_sessions(sessions)
+    def build_shared(self) -> None:
+        """What every session shares, and the empty per-session tables."""
+        self.query = nn.Linear(self.d_model, self.d_model * self.params_per_unit)
+        self.embeddings = nn.ParameterDict()  # per session, by key: [N, d_model]
+        self.biases = nn.ParameterDict()  # [N, params_per_unit]
+        self.gains = nn.ParameterDict()  # [] (one number)
 
-    def add_sessions(self, sessions: Mapping[str, SessionUnits]) -> None:
-        for session_id, units in sessions.items():
-            key = self.parameter_key(session_id)  # parameter names cannot contain "."
-            if key in self.embeddings:
-                continue  # parameters of known sessions are kept
-            std = self.config.init_std
-            self.embeddings[key] = nn.Parameter(torch.randn(units.count, self.d_model) * std)
-            self.biases[key] = nn.Parameter(torch.zeros(units.count, self.params_per_unit))
-            self.gains[key] = nn.Parameter(torch.ones(()))
-
-    def known_sessions(self) -> list[str]:
-        return [self.session_of_key(k) for k in self.embeddings]
+    def add_session(self, key: str, units: SessionUnits) -> None:
+        """One new session's parameters, stored under ``key`` (names cannot contain ".")."""
+        n, std = units.count, self.config.init_std
+        self.embeddings[key] = nn.Parameter(torch.randn(n, self.d_model) * std)
+        self.biases[key] = nn.Parameter(torch.zeros(n, self.params_per_unit))
+        self.gains[key] = nn.Parameter(torch.ones(()))
 
     def unit_embeddings(self, session_id: str, units: Tensor) -> Tensor:
         return self.embeddings[self.checked_key(session_id)][units]
 
     def project(self, h: Tensor, session_id: str, units: Tensor) -> Tensor:
         key = self.checked_key(session_id)
-        e = self.embeddings[key][units]  # [K, d]
         q = self.query(h).unflatten(-1, (self.params_per_unit, self.d_model))  # [Q, p, d]
-        out = torch.einsum("qpd,kd->qkp", q, e) / self.d_model**0.5
-        return self.gains[key] * out + self.biases[key][units]
+        drive = torch.einsum("qpd,kd->qkp", q, self.unit_embeddings(session_id, units))
+        return self.gains[key] * drive / self.d_model**0.5 + self.biases[key][units]
 '''
 
 READOUT_TEST = '''\
@@ -311,7 +297,11 @@ def test_sessions_have_their_own_neurons() -> None:
     sessions = {"a": SessionUnits("a", 3), "b": SessionUnits("b", 5)}
     readout = $cls($config(), d_model=8, sessions=sessions)
     assert readout.project(torch.randn(2, 8), "b", torch.arange(5)).shape == (2, 5, 1)
-    assert sorted(readout.known_sessions()) == ["a", "b"]
+    gain = readout.gains["b"]
+    readout.add_sessions({"b": SessionUnits("b", 5), "c.1": SessionUnits("c.1", 2)})
+    assert readout.known_sessions() == ["a", "b", "c.1"]
+    assert readout.gains["b"] is gain  # a known session keeps its parameters
+    assert readout.project(torch.randn(2, 8), "c.1", torch.arange(2)).shape == (2, 2, 1)
 '''
 
 READOUT_USAGE = """\

@@ -8,10 +8,12 @@ stimulus's repeats are held at a time) and then folded into a :class:`RepeatAccu
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from neurofm.core.evaluation.metric_names import summary_keys
 from neurofm.core.evaluation.metrics import CorrelationAccumulator, RepeatAccumulator, summarize
 
 __all__ = ["PredictorState", "StreamMetrics", "finish", "pool"]
@@ -37,11 +39,13 @@ class PredictorState:
     """Accumulators of one predictor for one (task, session, stream).
 
     ``corr``: single-trial r over every predicted entry; ``repeats``: repeat metrics, used only
-    when every interval was predicted in full (``repeat_ok``).
+    when every interval was predicted in full (``repeat_ok``) and, with ``with_repeats`` False
+    (the stream's head asks for no repeat metric), never fed: no repeat is held.
     """
 
-    def __init__(self, per_unit: bool) -> None:
+    def __init__(self, per_unit: bool, *, with_repeats: bool = True) -> None:
         self.per_unit = per_unit
+        self.with_repeats = with_repeats
         self.corr = CorrelationAccumulator()
         self.repeats = RepeatAccumulator()
         self.pending: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]] = (
@@ -64,7 +68,7 @@ class PredictorState:
             return
         self.seen = True
         self.corr.update(np.nan_to_num(pred), np.nan_to_num(recorded), ok)
-        if not self.per_unit:
+        if not (self.per_unit and self.with_repeats):
             return
         if stimulus_id is None or not ok.all():
             self.repeat_ok = False
@@ -104,8 +108,13 @@ def pool(
         channel_r[name].append(float(value))
 
 
-def finish(pooled: dict, channel_r: dict) -> tuple[dict, dict, dict]:
-    """``(summary, per_unit, per_channel)`` from pooled lists."""
+def finish(
+    pooled: dict, channel_r: dict, metric_names: Collection[str] | None = None
+) -> tuple[dict, dict, dict]:
+    """``(summary, per_unit, per_channel)`` from pooled lists, holding only the metrics
+    ``metric_names`` (the stream's head's choice, :mod:`~neurofm.core.evaluation.metric_names`;
+    None: every metric computed). Per-unit summaries come from every computed metric (``feve``
+    is thresholded on ``fev``), then keep the keys of ``metric_names``, with ``n_neurons``."""
     summary: dict[str, float] = {}
     per_unit: dict[str, list[float]] = {}
     if pooled:
@@ -118,4 +127,14 @@ def finish(pooled: dict, channel_r: dict) -> tuple[dict, dict, dict]:
     per_channel = {name: float(np.nanmean(values)) for name, values in channel_r.items()}
     if per_channel and not summary:
         summary = {"r": float(np.nanmean(list(per_channel.values())))}
+    if metric_names is None:
+        return summary, per_unit, per_channel
+    if per_channel and "r" not in metric_names:
+        return {}, {}, {}
+    if per_unit:
+        keep = summary_keys(metric_names)
+        per_unit = {k: v for k, v in per_unit.items() if k in metric_names}
+        summary = {k: v for k, v in summary.items() if k in keep or k == "n_neurons"}
+        if set(summary) == {"n_neurons"}:  # none of the asked metrics could be computed
+            summary = {}
     return summary, per_unit, per_channel

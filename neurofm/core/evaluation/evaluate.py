@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from neurofm.core.baselines.ln import LinearNonlinear, fit_linear_nonlinear, normalise_stream
+from neurofm.core.baselines.ln import LinearNonlinear, fit_linear_nonlinear
 from neurofm.core.data.manifest import Interval, Tier
 from neurofm.core.data.session import Session
-from neurofm.core.data.windows import load_window, tile_intervals
+from neurofm.core.data.windows import load_window, normalise_stream, tile_intervals
 from neurofm.core.evaluation.accumulate import PredictorState, StreamMetrics, finish, pool
+from neurofm.core.evaluation.metric_names import REPEAT_METRICS, head_metric_names
 from neurofm.core.model import NeuroFM
 from neurofm.core.progress import progress as progress_bar
 from neurofm.core.tasks import PRESETS, TaskSpec, get_task, rule_for
@@ -131,10 +132,13 @@ def evaluate(
     scores each window in full). Forecasting tasks keep their own context (the visible past
     inside the window) and tile without overlap.
 
-    Per-unit (neural) targets: per-neuron single-trial Pearson r; when every interval is predicted
-    in full and stimuli repeat, also correlation to the average, oracle r, FEV/FEVE and — for
-    sessions with ground truth ``expected_<stream>`` — the noise ceiling and the fraction of it
-    reached. Channel (behaviour) targets: per-channel Pearson r.
+    Each target stream reports the metrics its head asks for (:meth:`neurofm.Head.metric_names`,
+    asked before anything runs; a name evaluation does not know raises
+    :class:`~neurofm.errors.InvalidPluginError`), for the model and every baseline. By default,
+    per-unit (neural) targets: per-neuron single-trial Pearson r; when every interval is
+    predicted in full and stimuli repeat, also correlation to the average, oracle r, FEV/FEVE
+    and — for sessions with ground truth ``expected_<stream>`` — the noise ceiling and the
+    fraction of it reached. Channel (behaviour) targets: per-channel Pearson r.
     """
     context_s = window_s / 2 if context_s is None else context_s
     if not 0.0 <= context_s < window_s:
@@ -142,6 +146,10 @@ def evaluate(
             f"context_s {context_s:g} must be at least 0 and shorter than the window "
             f"({window_s:g} s)"
         )
+    metric_names = {
+        name: head_metric_names(model.head(name), name, per_unit=model.encoder(name).per_unit)
+        for name in sorted(model.query_names)
+    }
     model.eval()
     norm = model.normalization()
     result = EvaluationResult()
@@ -158,18 +166,18 @@ def evaluate(
                     if key not in ln_cache:
                         ln_cache[key] = fit_linear_nonlinear(session, inputs, name, norm)
                     lns[name] = ln_cache[key]
-            run = _SessionRun(model, session, task, norm, lns, baselines, result)
+            run = _SessionRun(model, session, task, norm, lns, baselines, result, metric_names)
             context = context_s if whole_window_task(task) else 0.0
             states = run.run(window_s, context, tier, batch_size, progress)
             for (stream, predictor), st in states.items():
                 names = session.stream_spec(stream).channel_names
                 pool(st, names, pooled[stream][predictor], channel_r[stream][predictor])
         streams = {}
-        for stream in set(pooled) | set(channel_r):
+        for stream in sorted(set(pooled) | set(channel_r)):  # the same order in every run
             metrics = StreamMetrics()
             for predictor in set(pooled[stream]) | set(channel_r[stream]):
                 summary, per_unit, per_channel = finish(
-                    pooled[stream][predictor], channel_r[stream][predictor]
+                    pooled[stream][predictor], channel_r[stream][predictor], metric_names[stream]
                 )
                 if predictor == "model":
                     metrics.summary, metrics.per_unit = summary, per_unit
@@ -186,9 +194,10 @@ def evaluate(
 class _SessionRun:
     """One task over one session's tier: batches of windows, stitching, flushing intervals."""
 
-    def __init__(self, model, session, task, norm, lns, baselines, result) -> None:
+    def __init__(self, model, session, task, norm, lns, baselines, result, metric_names) -> None:
         self.model, self.session, self.task, self.norm = model, session, task, norm
         self.lns, self.baselines, self.result = lns, baselines, result
+        self.metric_names: dict[str, tuple[str, ...]] = metric_names
         self.buffers: dict[int, dict[str, dict[str, np.ndarray]]] = {}
         self.states: dict[tuple[str, str], PredictorState] = {}
 
@@ -275,6 +284,7 @@ class _SessionRun:
         last = self.repeats_left[iv.stimulus_id] == 0
         for name, buf in self.buffers.pop(iv_index).items():
             per_unit = self.model.encoder(name).per_unit
+            with_repeats = not REPEAT_METRICS.isdisjoint(self.metric_names[name])
             if name in self.lns:
                 ln = self.lns[name].predict(buf["times"])
                 buf["ln"] = np.where(np.isfinite(buf["model"]), ln, np.nan)
@@ -283,7 +293,9 @@ class _SessionRun:
                     continue
                 if predictor in ("persistence", "mean"):
                     buf[predictor][np.isnan(buf["model"])] = np.nan
-                state = self.states.setdefault((name, predictor), PredictorState(per_unit))
+                state = self.states.setdefault(
+                    (name, predictor), PredictorState(per_unit, with_repeats=with_repeats)
+                )
                 state.add_interval(
                     buf[predictor], buf["recorded"], buf.get("expected"), iv.stimulus_id, last
                 )

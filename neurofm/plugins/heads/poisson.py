@@ -47,10 +47,3 @@ class PoissonHead(Head):
         rate = self.predict(raw)
         nll = rate - target * rate.log()
         return (nll * valid).sum(), valid.sum()
-
-    def metric_names(self) -> tuple[str, ...]:
-        """Per-neuron metrics the evaluation reports for its stream (see docs/metrics.md)."""
-        return (
-            "single_trial_r", "r_to_average", "oracle_r", "fev", "feve", "ceiling_r",
-            "fraction_of_ceiling",
-        )  # fmt: skip

@@ -53,7 +53,3 @@ class RegressionHead(Head):
         if self.params_per_channel == 2:
             return raw[..., 1].clamp(-10.0, 10.0).exp()
         return raw[..., 0].new_ones(raw.shape[:-1])
-
-    def metric_names(self) -> tuple[str, ...]:
-        """Per-channel Pearson r over the test tier."""
-        return ("r",)

@@ -17,7 +17,6 @@ position and its feature weights, through a linear map), so one object serves bo
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Literal
 
 import torch
@@ -54,48 +53,27 @@ class GaussianReadout(Readout):
 
     Config = GaussianConfig
 
-    def __init__(
-        self,
-        config: GaussianConfig,
-        *,
-        d_model: int,
-        sessions: Mapping[str, SessionUnits],
-        params_per_unit: int = 1,
-    ) -> None:
-        super().__init__(
-            config, d_model=d_model, sessions=sessions, params_per_unit=params_per_unit
-        )
-        c = config
-        self.to_map = nn.Linear(d_model, c.channels * c.grid_h * c.grid_w)
-        n_identity = 4 * c.position_frequencies + c.channels * params_per_unit
-        self.identity = nn.Linear(n_identity, d_model)
+    def build_shared(self) -> None:
+        c, d = self.config, self.d_model
+        self.to_map = nn.Linear(d, c.channels * c.grid_h * c.grid_w)
+        self.identity = nn.Linear(4 * c.position_frequencies + c.channels * self.params_per_unit, d)
         self.mu = nn.ParameterDict()
         self.log_sigma = nn.ParameterDict()
         self.features = nn.ParameterDict()
         self.bias = nn.ParameterDict()
-        self.add_sessions(sessions)
 
-    def add_sessions(self, sessions: Mapping[str, SessionUnits]) -> None:
-        c = self.config
+    def add_session(self, key: str, units: SessionUnits) -> None:
+        c, n, p = self.config, units.count, self.params_per_unit
         device = self.to_map.weight.device
-        for sid, units in sessions.items():
-            key = self.parameter_key(sid)
-            if key in self.mu:
-                continue
-            n = units.count
-            # distinct but reproducible initial positions per session (SENSORIUM: uniform init)
-            gen = torch.Generator().manual_seed(len(self.mu) + 1)
-            self.mu[key] = nn.Parameter((torch.rand(n, 2, generator=gen) * 1.6 - 0.8).to(device))
-            self.log_sigma[key] = nn.Parameter(
-                torch.full((n, 2), math.log(c.init_sigma), device=device),
-                requires_grad=c.learn_sigma,
-            )
-            weights = torch.randn(n, c.channels, self.params_per_unit, generator=gen)
-            self.features[key] = nn.Parameter((weights / c.channels**0.5).to(device))
-            self.bias[key] = nn.Parameter(torch.zeros(n, self.params_per_unit, device=device))
-
-    def known_sessions(self) -> list[str]:
-        return [self.session_of_key(k) for k in self.mu]
+        # distinct but reproducible initial positions per session (SENSORIUM: uniform init)
+        gen = torch.Generator().manual_seed(len(self.mu) + 1)
+        self.mu[key] = nn.Parameter((torch.rand(n, 2, generator=gen) * 1.6 - 0.8).to(device))
+        self.log_sigma[key] = nn.Parameter(
+            torch.full((n, 2), math.log(c.init_sigma), device=device), requires_grad=c.learn_sigma
+        )
+        weights = torch.randn(n, c.channels, p, generator=gen)
+        self.features[key] = nn.Parameter((weights / c.channels**0.5).to(device))
+        self.bias[key] = nn.Parameter(torch.zeros(n, p, device=device))
 
     def positions(self, session_id: str, units: Tensor) -> Tensor:
         """Read-out positions ``[K, 2]`` (x, y in ``[-1, 1]``; jittered by sigma when training)."""

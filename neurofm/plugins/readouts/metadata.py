@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Mapping
 from typing import Literal
 
 import numpy as np
@@ -63,18 +62,8 @@ class MetadataReadout(Readout):
 
     Config = MetadataConfig
 
-    def __init__(
-        self,
-        config: MetadataConfig,
-        *,
-        d_model: int,
-        sessions: Mapping[str, SessionUnits],
-        params_per_unit: int = 1,
-    ) -> None:
-        super().__init__(
-            config, d_model=d_model, sessions=sessions, params_per_unit=params_per_unit
-        )
-        c = config
+    def build_shared(self) -> None:
+        c, d_model, params_per_unit = self.config, self.d_model, self.params_per_unit
         freqs = torch.logspace(0.0, math.log10(c.max_frequency), c.n_frequencies)
         self.register_buffer("frequencies", freqs * 2 * math.pi, persistent=False)
         n_in = 3 + 6 * c.n_frequencies + c.area_dim
@@ -86,35 +75,20 @@ class MetadataReadout(Readout):
         self.to_bias = nn.Linear(c.hidden, params_per_unit)
         self.query = nn.Linear(d_model, d_model * params_per_unit)
         self.residuals = nn.ParameterDict()
-        self._sessions: list[str] = []
-        self.add_sessions(sessions)
 
-    def add_sessions(self, sessions: Mapping[str, SessionUnits]) -> None:
-        for sid, units in sessions.items():
-            key = self.parameter_key(sid)
-            if sid in self._sessions:
-                continue
-            position = np.zeros((units.count, 3), np.float32)
-            if units.position_um is not None:
-                position = np.array(units.position_um, np.float32).reshape(units.count, 3)
-            areas = [""] * units.count if units.area is None else [str(a) for a in units.area]
-            buckets = [area_bucket(a, self.config.area_buckets) for a in areas]
-            device = self.frequencies.device
-            self.register_buffer(
-                f"position_{key}", torch.from_numpy(position).to(device), persistent=False
-            )
-            self.register_buffer(
-                f"area_{key}", torch.tensor(buckets, dtype=torch.long, device=device),
-                persistent=False,
-            )  # fmt: skip
-            if self.config.residual:
-                self.residuals[key] = nn.Parameter(
-                    torch.zeros(units.count, self.d_model, device=device)
-                )
-            self._sessions.append(sid)
-
-    def known_sessions(self) -> list[str]:
-        return list(self._sessions)
+    def add_session(self, key: str, units: SessionUnits) -> None:
+        n, device = units.count, self.frequencies.device
+        position = np.zeros((n, 3), np.float32)
+        if units.position_um is not None:
+            position = np.array(units.position_um, np.float32).reshape(n, 3)
+        areas = [""] * n if units.area is None else [str(a) for a in units.area]
+        buckets = [area_bucket(a, self.config.area_buckets) for a in areas]
+        position_t = torch.from_numpy(position).to(device)
+        self.register_buffer(f"position_{key}", position_t, persistent=False)
+        buckets_t = torch.tensor(buckets, dtype=torch.long, device=device)
+        self.register_buffer(f"area_{key}", buckets_t, persistent=False)
+        if self.config.residual:
+            self.residuals[key] = nn.Parameter(torch.zeros(n, self.d_model, device=device))
 
     def _features(self, session_id: str, units: Tensor) -> Tensor:
         """Hidden metadata features ``[K, hidden]`` of the given units."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Literal
 
 import torch
@@ -31,35 +30,15 @@ class NeuronEmbeddingReadout(Readout):
 
     Config = NeuronEmbeddingConfig
 
-    def __init__(
-        self,
-        config: NeuronEmbeddingConfig,
-        *,
-        d_model: int,
-        sessions: Mapping[str, SessionUnits],
-        params_per_unit: int = 1,
-    ) -> None:
-        super().__init__(
-            config, d_model=d_model, sessions=sessions, params_per_unit=params_per_unit
-        )
-        self.embeddings = nn.ParameterDict()
-        self.biases = nn.ParameterDict()
-        self.query = nn.Linear(d_model, d_model * params_per_unit)
-        self.add_sessions(sessions)
+    def build_shared(self) -> None:
+        self.embeddings = nn.ParameterDict()  # per session: [N, d]
+        self.biases = nn.ParameterDict()  # per session: [N, p]
+        self.query = nn.Linear(self.d_model, self.d_model * self.params_per_unit)
 
-    def add_sessions(self, sessions: Mapping[str, SessionUnits]) -> None:
-        for sid, units in sessions.items():
-            if self.parameter_key(sid) in self.embeddings:
-                continue
-            self.embeddings[self.parameter_key(sid)] = nn.Parameter(
-                torch.randn(units.count, self.d_model) * self.config.init_std
-            )
-            self.biases[self.parameter_key(sid)] = nn.Parameter(
-                torch.zeros(units.count, self.params_per_unit)
-            )
-
-    def known_sessions(self) -> list[str]:
-        return [self.session_of_key(k) for k in self.embeddings]
+    def add_session(self, key: str, units: SessionUnits) -> None:
+        n, d = units.count, self.d_model
+        self.embeddings[key] = nn.Parameter(torch.randn(n, d) * self.config.init_std)
+        self.biases[key] = nn.Parameter(torch.zeros(n, self.params_per_unit))
 
     def unit_embeddings(self, session_id: str, units: Tensor) -> Tensor:
         return self.embeddings[self.checked_key(session_id)][units]

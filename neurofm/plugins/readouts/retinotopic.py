@@ -55,7 +55,7 @@ their cortical coordinates alone.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -136,23 +136,11 @@ class RetinotopicReadout(StimulusReadout):
     Config = RetinotopicConfig
     unit_read_times = True
 
-    def __init__(
-        self,
-        config: RetinotopicConfig,
-        *,
-        d_model: int,
-        sessions: Mapping[str, SessionUnits],
-        params_per_unit: int = 1,
-        feature_channels: int,
-    ) -> None:
-        super().__init__(
-            config, d_model=d_model, sessions=sessions, params_per_unit=params_per_unit,
-            feature_channels=feature_channels,
-        )  # fmt: skip
+    def build_shared(self) -> None:
+        config, d_model, p = self.config, self.d_model, self.params_per_unit
         self.eye_stream = config.eye_stream
-        p = params_per_unit
         # the feature weights read every channel and, with squared_features, its square too
-        c = self.read_channels = feature_channels * (2 if config.squared_features else 1)
+        c = self.read_channels = self.feature_channels * (2 if config.squared_features else 1)
         self.shared_weights = nn.Parameter(torch.zeros(c))
         self.identity = nn.Linear(4 * config.position_frequencies + c, d_model)
         # the context path: alone where no stimulus is read; beside the stimulus drive, a
@@ -170,60 +158,49 @@ class RetinotopicReadout(StimulusReadout):
         self._located: dict[str, bool] = {}
         self._animal: dict[str, str | None] = {}  # session key -> key of its animal's map
         self.register_load_state_dict_pre_hook(_unsquared_feature_weights)
-        self.add_sessions(sessions)
 
     # -- sessions -------------------------------------------------------------------------------
-    def add_sessions(self, sessions: Mapping[str, SessionUnits]) -> None:
+    def add_session(self, key: str, units: SessionUnits) -> None:
         cfg, device = self.config, self.shared_weights.device
-        first = not self._located
-        known_maps = [self._map(key).detach() for key in self.retinotopy]
-        for sid, units in sessions.items():
-            key = self.parameter_key(sid)
-            if key in self.delta:
-                continue
-            n, p = units.count, self.params_per_unit
-            xy = _cortical_xy(units, cfg.position_scale_um)
-            located = xy is not None
-            self._located[key] = located
-            xy_t = torch.zeros(n, 2) if xy is None else torch.from_numpy(xy)
-            self.register_buffer(f"xy_{key}", xy_t.to(device), persistent=False)
-            gen = torch.Generator().manual_seed(len(self.delta) + 1)
-            start_map = torch.stack(known_maps).mean(0) if known_maps else torch.zeros(2, 3)
-            self.retinotopy[key] = nn.Parameter(start_map.clone().to(device))
-            animal = units.animal_id if located and cfg.map_sharing == "animal" else None
-            self._animal[key] = None if animal is None else self.parameter_key(animal)
-            if animal is not None and self._animal[key] not in self.animal_map:
-                self.animal_map[self._animal[key]] = nn.Parameter(
-                    start_map[:, :2].clone().to(device)
-                )
-            self.shifter[key] = nn.Parameter(torch.zeros(2, 2, device=device))
-            delta = torch.zeros(n, 2)
-            if not located and first:  # free positions: spread them over the screen's centre
-                delta = torch.rand(n, 2, generator=gen) - 0.5
-            self.delta[key] = nn.Parameter(delta.to(device))
-            self.log_sigma[key] = nn.Parameter(
-                torch.full((n, 2), math.log(cfg.init_sigma), device=device)
-            )
-            self.logits[key] = nn.Parameter(
-                torch.zeros(n, cfg.mask_height, cfg.mask_width, device=device)
-            )
-            weights = torch.zeros(n, self.read_channels)
-            if first:  # distinct starting features; added sessions start from the shared ones
-                c = self.feature_channels  # (the squares' weights start at 0)
-                weights[:, :c] = torch.randn(n, c, generator=gen) / c**0.5
-            self.weights[key] = nn.Parameter(weights.to(device))
-            self.drive_bias[key] = nn.Parameter(torch.zeros(n, device=device))
-            self.log_tau[key] = nn.Parameter(
-                torch.full((n,), math.log(cfg.init_tau_s), device=device)
-            )
-            amplitude = torch.zeros(n, p)
-            amplitude[:, 0] = 1.0
-            self.amplitude[key] = nn.Parameter(amplitude.to(device))
-            self.bias[key] = nn.Parameter(torch.zeros(n, p, device=device))
-            self.residual[key] = nn.Parameter(torch.zeros(n, self.d_model, device=device))
-
-    def known_sessions(self) -> list[str]:
-        return [self.session_of_key(k) for k in self.delta]
+        known = [self.parameter_key(sid) for sid in self.known_sessions()]  # before this call
+        first = not known  # no session before this call: those given to the constructor
+        known_maps = [self._map(k).detach() for k in known]
+        n, p = units.count, self.params_per_unit
+        xy = _cortical_xy(units, cfg.position_scale_um)
+        located = xy is not None
+        self._located[key] = located
+        xy_t = torch.zeros(n, 2) if xy is None else torch.from_numpy(xy)
+        self.register_buffer(f"xy_{key}", xy_t.to(device), persistent=False)
+        gen = torch.Generator().manual_seed(len(self.delta) + 1)
+        start_map = torch.stack(known_maps).mean(0) if known_maps else torch.zeros(2, 3)
+        self.retinotopy[key] = nn.Parameter(start_map.clone().to(device))
+        animal = units.animal_id if located and cfg.map_sharing == "animal" else None
+        self._animal[key] = None if animal is None else self.parameter_key(animal)
+        if animal is not None and self._animal[key] not in self.animal_map:
+            self.animal_map[self._animal[key]] = nn.Parameter(start_map[:, :2].clone().to(device))
+        self.shifter[key] = nn.Parameter(torch.zeros(2, 2, device=device))
+        delta = torch.zeros(n, 2)
+        if not located and first:  # free positions: spread them over the screen's centre
+            delta = torch.rand(n, 2, generator=gen) - 0.5
+        self.delta[key] = nn.Parameter(delta.to(device))
+        self.log_sigma[key] = nn.Parameter(
+            torch.full((n, 2), math.log(cfg.init_sigma), device=device)
+        )
+        self.logits[key] = nn.Parameter(
+            torch.zeros(n, cfg.mask_height, cfg.mask_width, device=device)
+        )
+        weights = torch.zeros(n, self.read_channels)
+        if first:  # distinct starting features; added sessions start from the shared ones
+            c = self.feature_channels  # (the squares' weights start at 0)
+            weights[:, :c] = torch.randn(n, c, generator=gen) / c**0.5
+        self.weights[key] = nn.Parameter(weights.to(device))
+        self.drive_bias[key] = nn.Parameter(torch.zeros(n, device=device))
+        self.log_tau[key] = nn.Parameter(torch.full((n,), math.log(cfg.init_tau_s), device=device))
+        amplitude = torch.zeros(n, p)
+        amplitude[:, 0] = 1.0
+        self.amplitude[key] = nn.Parameter(amplitude.to(device))
+        self.bias[key] = nn.Parameter(torch.zeros(n, p, device=device))
+        self.residual[key] = nn.Parameter(torch.zeros(n, self.d_model, device=device))
 
     def learning_rate_scales(self) -> dict[str, float]:
         scale = self.config.stimulus_lr_scale
