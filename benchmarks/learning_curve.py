@@ -30,7 +30,7 @@ from neurofm.core.data import open_dataset
 from neurofm.core.data.simulate_to_disk import simulate_to_disk
 from neurofm.core.data.simulation import SimulationConfig
 from neurofm.core.evaluation.evaluate import evaluate
-from neurofm.core.io import atomic_write_text
+from neurofm.core.files import atomic_write_text
 from neurofm.core.training import Trainer
 
 TASKS = ("responses_from_stimulus_behaviour", "responses_from_stimulus")

@@ -35,8 +35,8 @@ from safetensors.torch import load_file, save_file
 from neurofm import registry
 from neurofm.core.builder import ModelConfig
 from neurofm.core.config import validate_config
+from neurofm.core.files import atomic_directory, disk_full_guard
 from neurofm.core.interfaces import SessionUnits
-from neurofm.core.io import atomic_directory, disk_full_guard
 from neurofm.core.sealing import read_json, seal, verify
 from neurofm.errors import NeurofmError, UnknownPluginError
 

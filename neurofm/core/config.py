@@ -153,7 +153,7 @@ def load_config_file(path: str | Path, model: type[M]) -> M:
 
 def dump_config(config: BaseModel, path: str | Path) -> None:
     """Write a config as JSON or YAML (by suffix), atomically; plugin fields are kept."""
-    from neurofm.core.io import atomic_write_text
+    from neurofm.core.files import atomic_write_text
 
     path = Path(path)
     data = config.model_dump(mode="json")

@@ -91,7 +91,7 @@ def claim_demo_folder(out: Path) -> bool:
     ignored.
     """
     from neurofm import __version__
-    from neurofm.core.io import atomic_write_text
+    from neurofm.core.files import atomic_write_text
     from neurofm.errors import NeurofmError
 
     replacing = False

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from neurofm.core.data.session import Session
-from neurofm.core.io import atomic_write_text, remove_stale_temporaries
+from neurofm.core.files import atomic_write_text, remove_stale_temporaries
 from neurofm.core.sealing import read_json
 from neurofm.errors import NeurofmError
 

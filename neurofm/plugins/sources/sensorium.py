@@ -30,7 +30,7 @@ from neurofm.core.config import PluginConfig
 from neurofm.core.data.manifest import Interval, Tier
 from neurofm.core.data.session import UnitTable
 from neurofm.core.data.writer import StreamInput, write_session
-from neurofm.core.io import atomic_directory
+from neurofm.core.files import atomic_directory
 from neurofm.core.progress import progress as progress_bar
 from neurofm.core.sources import ImportSummary, Source, SourceFormatError
 from neurofm.core.sources.common import (
