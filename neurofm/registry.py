@@ -319,7 +319,7 @@ class Registry:
         A value must be one of the allowed ones and of its type: ``per_unit = 1`` is not a bool.
         """
         violations = []
-        for attribute, allowed in _CLASS_ATTRIBUTES.get(self.kind, {}).items():
+        for attribute, allowed in _class_attributes(self.kind).items():
             found = getattr(cls, attribute, None)
             if not any(found is value or (type(found) is type(value) and found == value)
                        for value in allowed):  # fmt: skip
@@ -390,14 +390,19 @@ class Registry:
         return UnknownPluginError(" ".join(parts))
 
 
-# class attributes of the contract that registration checks, per kind, with their allowed values
-_CLASS_ATTRIBUTES: dict[str, dict[str, tuple[Any, ...]]] = {
-    "modality": {
-        "role": ("stimulus", "behaviour", "neural"),
-        "normalization": ("zscore", "scale", "none"),
-        "per_unit": (False, True),
-    },
-}
+def _class_attributes(kind: str) -> dict[str, tuple[Any, ...]]:
+    """The class attributes of ``kind``'s contract that registration checks, with their allowed
+    values, read from the interface's own types (``Role``, ``Normalization``), so the two cannot
+    disagree. Imported when first needed, as the interfaces themselves are (``_interface``):
+    importing them loads torch, which this module does not need otherwise."""
+    if kind != "modality":
+        return {}
+    from typing import get_args
+
+    from neurofm.core.interfaces import Normalization, Role
+
+    return {"role": get_args(Role), "normalization": get_args(Normalization),
+            "per_unit": (False, True)}  # fmt: skip
 
 
 # why each contract attribute matters, for the refusal's "what to do"
