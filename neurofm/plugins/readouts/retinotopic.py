@@ -15,12 +15,14 @@ prediction"):
   per-neuron offset; without cortical coordinates the position is learned freely (``mu_n =
   delta_n``). With ``map_sharing="animal"``, sessions of one animal (``SessionUnits.animal_id``)
   share the map's linear part (scale, rotation, shear: one retinotopy per animal, learned from
-  all its sessions' neurons) and each keeps its own translation (its field of view). The eye position (``eye_stream``) moves the whole feature map
-  of a session (a learned linear shifter: every receptive field moves with the eye alike).
-  Per-neuron feature weights give the drive ``d_n(t) = w_n . F_n(t) + b_n``, where ``F_n`` is
-  the feature map pooled over the neuron's window (with ``squared_features``, plus ``v_n .
-  E_n(t)``, ``E_n`` the square of each channel pooled alike: local energy, a phase-invariant,
-  complex-cell-like read); its rate ``softplus(d)`` is low-passed by a per-neuron exponential filter (calcium indicator decay; learned time constant, weights summing to 1) and
+  all its sessions' neurons) and each keeps its own translation (its field of view). The eye
+  position (``eye_stream``) moves the whole feature map of a session (a learned linear shifter:
+  every receptive field moves with the eye alike). Per-neuron feature weights give the drive
+  ``d_n(t) = w_n . F_n(t) + b_n``, where ``F_n`` is the feature map pooled over the neuron's
+  window (with ``squared_features``, plus ``v_n . E_n(t)``, ``E_n`` the square of each channel
+  pooled alike: local energy, a phase-invariant, complex-cell-like read); its rate
+  ``softplus(d)`` is low-passed by a per-neuron exponential filter (calcium indicator decay;
+  learned time constant, weights summing to 1) and
   read at each query time (the last feature step at or before it); where the session records
   per-neuron sample times (``units/time_offset_s``) at each neuron's own time ``t_q +
   offset_n`` (``unit_read_times``): at slow imaging rates a frame lasts several feature steps.
@@ -48,8 +50,7 @@ identity then adapt together (without it, fine-tuning a held-out animal diverged
 weights are a shared vector plus a per-neuron residual. A session added later (fine-tuning,
 zero-shot) starts with residuals and offsets at zero and the mean of the known sessions' maps
 ``M`` (with ``map_sharing="animal"``, a known animal's session reads with its animal's map):
-its neurons are predicted from
-their cortical coordinates alone.
+its neurons are predicted from their cortical coordinates alone.
 """
 
 from __future__ import annotations
@@ -125,8 +126,8 @@ class RetinotopicReadout(StimulusReadout):
     session ``s``: map ``M_s [2, 3]`` (its linear part unused where the animal's serves),
     shifter ``S_s [2, 2]``; per neuron ``n``: offset ``delta_n [2]``, log-spread ``[2]``, free
     logits ``[mask_height, mask_width]``, feature-weight residual ``[C]`` (``[2 C]`` with
-    ``squared_features``), drive bias, log time constant, amplitude ``a_n [p]``, bias ``[p]``, identity
-    residual ``[d]``.
+    ``squared_features``), drive bias, log time constant, amplitude ``a_n [p]``, bias ``[p]``,
+    identity residual ``[d]``.
 
     Shape: ``project_stimulus(h [Q, d], session, units [K], times [Q] or [Q, K], views) ->
     [Q, K, p]`` (times ``[Q, K]``: each neuron's own read times);
