@@ -245,43 +245,31 @@ class NoConfigEncoder(ModalityEncoder):
 
 
 @pytest.mark.parametrize(
-    ("cls", "name", "message"),
+    ("cls", "name", "message", "found"),
     [
-        (NotAnEncoder, None, "does not implement neurofm.core.interfaces.ModalityEncoder"),
-        (AbstractLeft, None, "abstract methods unimplemented: tokenize"),
-        (LfpEncoder, "test.renamed", "config tag type='test.lfp'"),
-        (LooseEncoder, None, "allows unknown fields"),
-        (NoConfigEncoder, "test.noconfig", "`Config`"),
-        (NoConfigEncoder, None, "no config with a string `type` tag"),
+        (NotAnEncoder, None, "does not implement neurofm.core.interfaces.ModalityEncoder",
+         "found a class deriving from object"),
+        (AbstractLeft, None, "abstract methods unimplemented: tokenize", "unimplemented: tokenize"),
+        (LfpEncoder, "test.renamed", "config tag type='test.lfp'", "type='test.lfp'"),
+        (LooseEncoder, None, "allows unknown fields", "extra='allow'"),
+        (NoConfigEncoder, "test.noconfig", "`Config`", "found Config = None"),
+        (NoConfigEncoder, None, "no config with a string `type` tag", "found no `Config`"),
     ],
-)
-def test_invalid_plugins_are_rejected(cls: type, name: str | None, message: str) -> None:
+)  # fmt: skip
+def test_invalid_plugins_are_rejected(
+    cls: type, name: str | None, message: str, found: str
+) -> None:
+    # refused, naming the plugin, its package and what was found
+    package, _ = registry._owner_of(cls)
     reg = _fresh_registry()
-    with pytest.raises(InvalidPluginError, match=message.replace("(", r"\(").replace("[", r"\[")):
+    with pytest.raises(
+        InvalidPluginError, match=message.replace("(", r"\(").replace("[", r"\[")
+    ) as info:
         reg.register(cls, name=name)
     assert reg.list() == []
-
-
-@pytest.mark.parametrize(
-    ("cls", "name", "found"),
-    [
-        (NotAnEncoder, None, "found a class deriving from object"),
-        (AbstractLeft, None, "unimplemented: tokenize"),
-        (LfpEncoder, "test.renamed", "type='test.lfp'"),
-        (LooseEncoder, None, "extra='allow'"),
-        (NoConfigEncoder, "test.noconfig", "found Config = None"),
-        (NoConfigEncoder, None, "found no `Config`"),
-    ],
-)
-def test_refusals_name_plugin_package_and_what_was_found(
-    cls: type, name: str | None, found: str
-) -> None:
-    package, _ = registry._owner_of(cls)
-    with pytest.raises(InvalidPluginError) as info:
-        _fresh_registry().register(cls, name=name)
-    message = str(info.value)
-    assert f"{__name__}:{cls.__qualname__}" in message and f"from {package}" in message
-    assert found in message
+    text = str(info.value)
+    assert f"{__name__}:{cls.__qualname__}" in text and f"from {package}" in text
+    assert found in text
 
 
 # -- installed third-party plugins ---------------------------------------------------------------
