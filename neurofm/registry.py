@@ -41,6 +41,7 @@ __all__ = [
     "REGISTRIES",
     "PluginRecord",
     "Registry",
+    "describe_plugin",
     "get_registry",
     "heads",
     "modalities",
@@ -451,6 +452,20 @@ REGISTRIES: dict[str, Registry] = {
     "sources": sources,
     "stimuli": stimuli,
 }
+
+
+def describe_plugin(obj: object, kind: str | None = None) -> str:
+    """``<kind> plugin 'x' from <package> <version>`` for an instance of a registered plugin
+    (any kind), for messages; ``[<kind> plugin ]<module>.<Class>, not a registered plugin``
+    otherwise (``kind``, e.g. ``"head"``, where the caller knows it)."""
+    for reg in REGISTRIES.values():
+        try:
+            return reg.record_of(type(obj)).describe()
+        except UnknownPluginError:
+            continue
+    cls = type(obj)
+    prefix = f"{kind} plugin " if kind else ""
+    return f"{prefix}{cls.__module__}.{cls.__qualname__}, not a registered plugin"
 
 
 def get_registry(kind: str) -> Registry:

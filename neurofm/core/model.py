@@ -35,7 +35,7 @@ from neurofm.core.interfaces import (
     StreamTensor,
 )
 from neurofm.core.tasks import ResolvedMask, TaskSpec, resolve
-from neurofm.errors import UnknownPluginError
+from neurofm.registry import describe_plugin
 
 __all__ = [
     "MaskedStream",
@@ -191,7 +191,7 @@ class NeuroFM(nn.Module):
             needed = params_per_unit(encoders, heads)
             if readout.params_per_unit != needed:
                 raise ValueError(
-                    f"the readout ({_describe_plugin(readout)}) gives {readout.params_per_unit} "
+                    f"the readout ({describe_plugin(readout)}) gives {readout.params_per_unit} "
                     f"raw output(s) per unit and time; the heads of the per-unit streams need "
                     f"{needed} (Head.params_per_channel). Build the readout with "
                     f"params_per_unit={needed} (build_model does this)."
@@ -431,7 +431,7 @@ class NeuroFM(nn.Module):
                 tokens = enc.tokenize_batch([sub for _, sub, _ in visible], embeddings)
                 if len(tokens) != len(visible):
                     raise ValueError(
-                        f"encoder for stream {name!r} ({_describe_plugin(enc)}) returned "
+                        f"encoder for stream {name!r} ({describe_plugin(enc)}) returned "
                         f"{len(tokens)} token sets for {len(visible)} samples; expected one per "
                         f"sample. Report this to the plugin's authors."
                     )
@@ -471,7 +471,7 @@ class NeuroFM(nn.Module):
             2,
         ):
             raise ValueError(
-                f"encoder for stream {name!r} ({_describe_plugin(enc)}) returned features "
+                f"encoder for stream {name!r} ({describe_plugin(enc)}) returned features "
                 f"{tuple(tokens.features.shape)} and times {tuple(tokens.times.shape)}; expected "
                 f"[n, {self.backbone.d_model}] and [n, 2]. Report this to the plugin's authors or "
                 f"use another modality plugin for the stream."
@@ -488,9 +488,9 @@ class NeuroFM(nn.Module):
             or features.times.shape != (v.shape[0],)
         ):
             raise ValueError(
-                f"encoder for stream {name!r} ({_describe_plugin(enc)}) returned a feature map "
+                f"encoder for stream {name!r} ({describe_plugin(enc)}) returned a feature map "
                 f"{tuple(v.shape)} with times {tuple(features.times.shape)}; the readout "
-                f"({_describe_plugin(self.readout)}) expects [T, {self.readout.feature_channels}, "
+                f"({describe_plugin(self.readout)}) expects [T, {self.readout.feature_channels}, "
                 f"H, W] and [T]. Report this to the plugin's authors."
             )
 
@@ -569,7 +569,7 @@ class NeuroFM(nn.Module):
                 producer, want = head, (q, p.values.shape[1], head.params_per_channel)
             if tuple(raw.shape) != want:
                 raise ValueError(
-                    f"the output for stream {name!r} from {_describe_plugin(producer)} has shape "
+                    f"the output for stream {name!r} from {describe_plugin(producer)} has shape "
                     f"{tuple(raw.shape)}; expected {list(want)} (queries, columns, parameters). "
                     f"Report this to the plugin's authors or use another plugin."
                 )
@@ -613,7 +613,7 @@ class NeuroFM(nn.Module):
             out = list(self.readout.project_batch(queries))
         if len(out) != len(queries):
             raise ValueError(
-                f"the readout {_describe_plugin(self.readout)} returned {len(out)} outputs for "
+                f"the readout {describe_plugin(self.readout)} returned {len(out)} outputs for "
                 f"{len(queries)} queries; expected one per query. Report this to the plugin's "
                 f"authors."
             )
@@ -643,13 +643,13 @@ def plugin_learning_rate_scales(plugin: nn.Module) -> dict[str, float]:
             valid = math.isfinite(scale) and scale > 0
         if not valid:
             raise ValueError(
-                f"{_describe_plugin(plugin)} asks for learning-rate scale {scale!r} for "
+                f"{describe_plugin(plugin)} asks for learning-rate scale {scale!r} for "
                 f"parameters {key!r}; expected a positive number. Fix its learning_rate_scales()."
             )
         if not any(n.startswith(key) for n in names):
             shown = ", ".join(names[:6]) + (" ..." if len(names) > 6 else "")
             raise ValueError(
-                f"{_describe_plugin(plugin)} asks for a learning-rate scale for parameters "
+                f"{describe_plugin(plugin)} asks for a learning-rate scale for parameters "
                 f"{key!r}, but none of its parameters starts so (its parameters: {shown}). Fix "
                 f"its learning_rate_scales()."
             )
@@ -679,9 +679,9 @@ def _check_stimulus_path(encoders: Mapping[str, ModalityEncoder], readout: Reado
         return
     positioned = {n: e for n, e in encoders.items() if isinstance(e, PositionedStimulusEncoder)}
     if not positioned:
-        names = ", ".join(f"{n!r} ({_describe_plugin(e)})" for n, e in encoders.items())
+        names = ", ".join(f"{n!r} ({describe_plugin(e)})" for n, e in encoders.items())
         raise ValueError(
-            f"the readout ({_describe_plugin(readout)}) reads positioned stimulus features, but "
+            f"the readout ({describe_plugin(readout)}) reads positioned stimulus features, but "
             f"no encoder of the model gives them (encoders: {names or 'none'}). Use a stimulus "
             f"encoder that derives from neurofm.PositionedStimulusEncoder (built-in: "
             f"'movie_core'), or a readout that reads the backbone alone (e.g. 'neuron_embedding')."
@@ -689,24 +689,11 @@ def _check_stimulus_path(encoders: Mapping[str, ModalityEncoder], readout: Reado
     for name, enc in positioned.items():
         if enc.feature_channels != readout.feature_channels:
             raise ValueError(
-                f"encoder for stream {name!r} ({_describe_plugin(enc)}) gives feature maps of "
-                f"{enc.feature_channels} channels; the readout ({_describe_plugin(readout)}) was "
+                f"encoder for stream {name!r} ({describe_plugin(enc)}) gives feature maps of "
+                f"{enc.feature_channels} channels; the readout ({describe_plugin(readout)}) was "
                 f"built for {readout.feature_channels}. Build the readout with "
                 f"feature_channels={enc.feature_channels} (build_model does this)."
             )
-
-
-def _describe_plugin(obj: object) -> str:
-    """``<kind> plugin 'x' from <package> <version>`` for a registered plugin's instance."""
-    from neurofm import registry
-
-    for reg in registry.REGISTRIES.values():
-        try:
-            return reg.record_of(type(obj)).describe()
-        except UnknownPluginError:
-            continue
-    cls = type(obj)
-    return f"{cls.__module__}.{cls.__qualname__}, not a registered plugin"
 
 
 def _last_visible(

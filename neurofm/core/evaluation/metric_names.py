@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from neurofm.errors import InvalidPluginError, UnknownPluginError
+from neurofm.errors import InvalidPluginError
+from neurofm.registry import describe_plugin
 
 __all__ = [
     "CHANNEL_METRICS",
@@ -72,16 +73,6 @@ def summary_keys(names: Iterable[str]) -> set[str]:
     return {key for name in names for key in _SUMMARY_KEYS.get(name, (name,))}
 
 
-def _describe(head: object) -> str:
-    from neurofm import registry
-
-    try:
-        return registry.heads.record_of(type(head)).describe()
-    except UnknownPluginError:
-        cls = type(head)
-        return f"head plugin {cls.__module__}.{cls.__qualname__} (not registered)"
-
-
 def head_metric_names(
     head: object, stream: str | None = None, *, per_unit: bool
 ) -> tuple[str, ...]:
@@ -96,7 +87,7 @@ def head_metric_names(
     """
     kind = "per-unit" if per_unit else "channel"
     known = ", ".join(known_metric_names(per_unit))
-    who = _describe(head) + ("" if stream is None else f" (stream {stream!r})")
+    who = describe_plugin(head, "head") + ("" if stream is None else f" (stream {stream!r})")
     try:
         names = head.metric_names(per_unit=per_unit)  # type: ignore[attr-defined]
     except TypeError as error:  # e.g. an override without the per_unit argument
