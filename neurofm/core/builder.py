@@ -96,6 +96,9 @@ class TrainingConfig(StrictModel):
     ``prefetch``: loader threads and batches kept ready. ``fsdp``: shard the backbone with FSDP2
     (distributed runs). ``compile``: ``torch.compile`` the backbone's per-token compute
     (:meth:`PerceiverIO.compile_blocks`). ``bf16``: bf16 autocast (CUDA only).
+    ``shard_sessions``: under torchrun, each session belongs to one rank, which alone draws its
+    windows and keeps its per-session parameters and their optimizer state (sessions balanced by
+    neuron count; docs/scale-out.md); no effect in a single process.
     """
 
     steps: int = Field(1000, ge=1)
@@ -120,6 +123,7 @@ class TrainingConfig(StrictModel):
     num_workers: int = Field(2, ge=1)
     prefetch: int = Field(4, ge=1)
     fsdp: bool = False
+    shard_sessions: bool = False
     compile: bool = False
     bf16: bool = True
 

@@ -82,6 +82,10 @@ def train_and_save(
         session_weights=session_weights,
         state_dir=state_dir,
     )
+    if trainer.shards is not None:
+        say(f"sessions sharded over {info.world_size} processes:")
+        for line in trainer.shards.describe(model, sessions):
+            say(f"  {line}")
     if resume and state_dir is not None and resume_from is not None:
         say(f"resuming from step {trainer.resume(resume_from)} ({resume_from})")
     elif resume and state_dir is not None and latest_state(state_dir) is not None:
@@ -101,6 +105,9 @@ def train_and_save(
         options = StateDictOptions(full_state_dict=True, cpu_offload=True)
         full = get_model_state_dict(trainer.module, options=options)
         weights = {k.removeprefix("model."): v for k, v in full.items()}
+        sessions_weights = trainer.gather_sessions()  # sharded sessions: all of them on rank 0
+        if sessions_weights is not None:
+            weights.update(sessions_weights)
     if info.is_main:
         extra = {"window_s": window_s, "steps": trainer.step}
         if split is not None:

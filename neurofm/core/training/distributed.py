@@ -25,7 +25,14 @@ from neurofm.core.data.windows import WindowSample
 from neurofm.core.model import NeuroFM
 from neurofm.core.tasks import TaskSpec
 
-__all__ = ["DistInfo", "TrainStep", "all_reduce_sum", "init_distributed", "wrap_for_training"]
+__all__ = [
+    "DistInfo",
+    "TrainStep",
+    "all_reduce_max",
+    "all_reduce_sum",
+    "init_distributed",
+    "wrap_for_training",
+]
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,14 @@ def all_reduce_sum(values: Sequence[float], device: torch.device) -> list[float]
     return t.tolist()
 
 
+def all_reduce_max(value: float, device: torch.device) -> float:
+    """The largest ``value`` over ranks (identity when not distributed)."""
+    t = torch.tensor([float(value)], dtype=torch.float64, device=device)
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return float(t.item())
+
+
 class TrainStep(nn.Module):
     """The unit DDP/FSDP wrap: runs the model and returns the sum of per-target mean losses
     (in training mode plus the model's :meth:`~neurofm.core.model.NeuroFM.penalty` per target).
@@ -124,12 +139,15 @@ def wrap_for_training(
     fsdp: bool = False,
     compile_backbone: bool = False,
     bf16: bool = False,
+    unreduced: Sequence[str] = (),
 ) -> nn.Module:
     """``TrainStep(model)``, wrapped in DDP (or FSDP2 over the backbone blocks) when distributed.
 
     With ``fsdp`` each backbone block and then the whole step are ``fully_shard``-ed (parameters,
     gradients and optimizer state sharded over ranks); build the optimizer after this call.
-    ``bf16``: autocast the forward to bfloat16 (honoured on CUDA only).
+    ``bf16``: autocast the forward to bfloat16 (honoured on CUDA only). ``unreduced``: names (in
+    ``model``) of parameters that DDP / FSDP leave alone: per-session parameters held by one rank
+    each (:mod:`neurofm.core.training.sharding`).
     """
     if compile_backbone:  # the whole backbone recompiled at every batch (packing-dependent)
         model.backbone.compile_blocks()
@@ -148,7 +166,12 @@ def wrap_for_training(
         for block in blocks:
             if block is not None:
                 fully_shard(block)
-        fully_shard(step)
+        params = dict(model.named_parameters())
+        fully_shard(step, ignored_params={params[n] for n in unreduced} or None)
         return step
+    if unreduced:
+        nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+            step, [f"model.{n}" for n in unreduced]
+        )
     device_ids = [model.device.index] if model.device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(step, device_ids=device_ids)

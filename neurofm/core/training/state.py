@@ -91,6 +91,9 @@ def save_training_state(root: str | Path, trainer: Any) -> Path | None:
     options = StateDictOptions(full_state_dict=True, cpu_offload=_distributed())
     model_sd = get_model_state_dict(trainer.module, options=options)
     optim_sd = get_optimizer_state_dict(trainer.module, trainer.optimizer, options=options)
+    shards = getattr(trainer, "shards", None)
+    # sharded sessions: every session's tensors from the rank that owns it (on rank 0)
+    sessions = None if shards is None else shards.gather(trainer.model, trainer.optimizer, "model.")
     loaders = [trainer.loader.state_dict()]
     if _distributed():
         gathered: list[Any] = [None] * dist.get_world_size()
@@ -100,6 +103,9 @@ def save_training_state(root: str | Path, trainer: Any) -> Path | None:
     if trainer.dist.is_main:
         folder = root / f"step-{trainer.step:08d}"
         opt_tensors, opt_meta = _flatten_optimizer(optim_sd)
+        if sessions is not None:
+            model_sd = {**model_sd, **sessions[0]}
+            opt_tensors.update(sessions[1])
         rng = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
@@ -276,9 +282,12 @@ def load_training_state(root: str | Path, trainer: Any, folder: str | Path | Non
         )
     try:
         model_sd = load_file(str(folder / "model.safetensors"))
-        optim_sd = _unflatten_optimizer(
-            load_file(str(folder / "optimizer.safetensors")), state["optimizer"]
-        )
+        opt_tensors = load_file(str(folder / "optimizer.safetensors"))
+        shards = getattr(trainer, "shards", None)
+        if shards is not None:  # this rank holds its own sessions' tensors only
+            model_sd = shards.localise(model_sd, prefix="model.")
+            opt_tensors = shards.localise(opt_tensors, prefix="model.")
+        optim_sd = _unflatten_optimizer(opt_tensors, state["optimizer"])
         options = StateDictOptions(full_state_dict=True, strict=False)
         set_model_state_dict(trainer.module, model_sd, options=options)
         set_optimizer_state_dict(trainer.module, trainer.optimizer, optim_sd, options=options)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,13 +31,22 @@ from neurofm.core.tasks import TaskSampler, TaskSpec
 from neurofm.core.training.distributed import (
     DistInfo,
     TrainStep,
+    all_reduce_max,
     all_reduce_sum,
     wrap_for_training,
 )
 from neurofm.core.training.monitor import LossMonitor
+from neurofm.core.training.sharding import SessionShards
 from neurofm.errors import NeurofmError
 
-__all__ = ["TrainResult", "Trainer", "resolve_device", "step_seed", "validation_loss"]
+__all__ = [
+    "TrainResult",
+    "Trainer",
+    "resolve_device",
+    "step_seed",
+    "validation_loss",
+    "validation_sums",
+]
 
 logger = logging.getLogger("neurofm.training")
 
@@ -83,24 +92,70 @@ def validation_loss(
     mode (and is put back in the mode it was in): no plugin penalty, running normalisation
     statistics.
     """
-    norm = step_fn.model.normalization()
     windows = [(s, t0) for s in sessions for t0, _ in tile_intervals(s, "validation", window_s)]
     if not windows:
         return float("nan")
+    total, count = validation_sums(
+        step_fn, sessions, tasks, window_s, batch_size=batch_size, max_windows=max_windows
+    )
+    return total / max(count, 1.0)
+
+
+@torch.no_grad()
+def validation_sums(
+    step_fn: TrainStep,
+    sessions: Sequence[Session],
+    tasks: Sequence[TaskSpec],
+    window_s: float,
+    *,
+    batch_size: int = 16,
+    max_windows: int = 64,
+    keep: Callable[[Session], bool] | None = None,
+    equal_batches: bool = False,
+) -> tuple[float, float]:
+    """The summed loss and target count behind :func:`validation_loss`.
+
+    ``keep``: run only the chosen windows of the sessions it accepts (with session sharding,
+    each rank its own; the windows and their tasks are those of the whole run, so the sums over
+    ranks cover what one process covers). ``equal_batches`` (collective): every rank runs the
+    largest rank's number of batches, repeating one of its own whose result is not counted
+    (FSDP runs collectives in every forward pass).
+    """
+    norm = step_fn.model.normalization()
+    windows = [(s, t0) for s in sessions for t0, _ in tile_intervals(s, "validation", window_s)]
     idx = np.linspace(0, len(windows) - 1, min(max_windows, len(windows))).astype(int)
+    picked = [(k, windows[i]) for k, i in enumerate(idx) if keep is None or keep(windows[i][0])]
+    chunks = [picked[k : k + batch_size] for k in range(0, len(picked), batch_size)]
+    n_batches = len(chunks)
+    if equal_batches:
+        n_batches = int(all_reduce_max(len(chunks), step_fn.model.device))
     total = count = 0.0
     was_training = step_fn.training
     step_fn.eval()  # running statistics, no dropout, no penalty
     try:
-        for start in range(0, len(idx), batch_size):
-            chunk = [windows[i] for i in idx[start : start + batch_size]]
-            batch = [load_window(s, t0, window_s, norm) for s, t0 in chunk]
-            specs = [tasks[(start + k) % len(tasks)] for k in range(len(batch))]
-            t, c = step_fn(batch, specs, np.random.default_rng(start))
-            total, count = total + float(t), count + float(c)
+        for b in range(n_batches):
+            # a pass beyond this rank's own only takes part in the other ranks' collectives
+            chunk = chunks[b] if b < len(chunks) else _filler(chunks, sessions, window_s, keep)
+            batch = [load_window(s, t0, window_s, norm) for _, (s, t0) in chunk]
+            specs = [tasks[k % len(tasks)] for k, _ in chunk]
+            t, c = step_fn(batch, specs, np.random.default_rng(chunk[0][0]))
+            if b < len(chunks):
+                total, count = total + float(t), count + float(c)
     finally:
         step_fn.train(was_training)
-    return total / max(count, 1.0)
+    return total, count
+
+
+def _filler(chunks, sessions, window_s: float, keep) -> list:
+    """A batch for an uncounted pass: the rank's first, or (a rank without validation windows)
+    one of its training windows."""
+    if chunks:
+        return chunks[0]
+    for s in sessions:
+        if keep is None or keep(s):
+            for t0, _ in tile_intervals(s, "train", window_s):
+                return [(0, (s, t0))]
+    raise NeurofmError("this rank has no training window to take part in validation")
 
 
 def _keep_frozen_statistics(module: torch.nn.Module) -> None:
@@ -114,20 +169,24 @@ def _keep_frozen_statistics(module: torch.nn.Module) -> None:
                 m.eval()
 
 
-def parameter_groups(model: NeuroFM, lr: float, weight_decay: float) -> list[dict]:
+def parameter_groups(
+    model: NeuroFM, lr: float, weight_decay: float, apart: Collection[str] = ()
+) -> list[dict]:
     """AdamW parameter groups: weight decay on matrices except embeddings, none on vectors and
     embeddings; each at the learning rate times its plugin's scale
     (:meth:`NeuroFM.learning_rate_scales`). Taken from ``model`` after any distributed wrapping
     (FSDP2 replaces the parameters in place); the first two groups are always the unscaled ones,
-    so saved optimizer states keep their layout."""
+    so saved optimizer states keep their layout. ``apart``: names of parameters kept in groups
+    of their own (per-session parameters under session sharding: plain tensors, which a
+    multi-tensor update cannot mix with FSDP2's DTensors)."""
     scales = model.learning_rate_scales()
-    groups: dict[tuple[bool, float], list] = {(True, 1.0): [], (False, 1.0): []}
+    groups: dict[tuple[bool, float, bool], list] = {(True, 1.0, False): [], (False, 1.0, False): []}
     for name, p in model.named_parameters():
         decays = p.ndim >= 2 and "embedding" not in name
-        groups.setdefault((decays, scales.get(name, 1.0)), []).append(p)
+        groups.setdefault((decays, scales.get(name, 1.0), name in apart), []).append(p)
     return [
         {"params": params, "weight_decay": weight_decay if decays else 0.0, "lr": lr * scale}
-        for (decays, scale), params in groups.items()
+        for (decays, scale, _apart), params in groups.items()
     ]
 
 
@@ -174,37 +233,61 @@ class Trainer:
                 logger.warning(note)
         self.normalization = model.normalization()
         self.tasks = TaskSampler.from_mapping(config.tasks)
-        self.loader = TrainLoader(
-            self.sessions,
-            self.normalization,
-            window_s=window_s,
-            batch_size=config.batch_size,
-            tasks=config.tasks,
-            seed=config.seed,
-            rank=self.dist.rank,
-            world_size=self.dist.world_size,
-            weights=session_weights,
-            num_workers=config.num_workers,
-            prefetch=config.prefetch,
-            pin_memory=self.device.type == "cuda",
-        )
+        # training.shard_sessions under torchrun: this rank draws its own sessions' windows and
+        # keeps only their per-session parameters (sharding.py)
+        self.shards: SessionShards | None = None
+        drawn = self.sessions
+        if config.shard_sessions and self.dist.distributed:
+            self.shards = SessionShards(
+                model, self.sessions, rank=self.dist.rank, world_size=self.dist.world_size
+            )
+            self.shards.release(model)
+            drawn = self.shards.own_sessions(self.sessions)
+        self.session_weights = session_weights
+        self.loader = self.make_loader(drawn)
         self.module = wrap_for_training(
             model,
             self.dist,
             fsdp=config.fsdp,
             compile_backbone=config.compile,
             bf16=config.bf16 and self.device.type == "cuda",
+            unreduced=list(self.shards.names) if self.shards is not None else (),
         )
         # foreach: one multi-tensor update per group instead of one per parameter (the demo's
         # model on 2 CPU threads: 8 ms against 13 ms a step). The fused update (3 ms) resumed
         # from a saved state is not bitwise the uninterrupted run's, so it is not used.
         self.optimizer = torch.optim.AdamW(
-            parameter_groups(model, config.lr, config.weight_decay), lr=config.lr, foreach=True
+            parameter_groups(
+                model,
+                config.lr,
+                config.weight_decay,
+                apart=set(self.shards.names) if self.shards is not None else (),
+            ),
+            lr=config.lr,
+            foreach=True,
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.step = 0
         self.before_step: list[Callable[[Trainer], None]] = []
         self.monitor = LossMonitor()  # warns on loss spikes, skips steps with NaN/inf gradients
+
+    def make_loader(self, sessions: Sequence[Session]) -> TrainLoader:
+        """The training loader of this rank over ``sessions`` (the trainer's settings)."""
+        config = self.config
+        return TrainLoader(
+            sessions,
+            self.normalization,
+            window_s=self.window_s,
+            batch_size=config.batch_size,
+            tasks=config.tasks,
+            seed=config.seed,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+            weights=self.session_weights,
+            num_workers=config.num_workers,
+            prefetch=config.prefetch,
+            pin_memory=self.device.type == "cuda",
+        )
 
     def _lr_factor(self, step: int) -> float:
         warm = self.config.warmup_steps
@@ -237,7 +320,11 @@ class Trainer:
         loss = total * (self.dist.world_size / max(global_count, 1.0))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.config.grad_clip)
+        if self.shards is None:
+            norm = torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.config.grad_clip)
+        else:
+            self.shards.finish_gradients(self.model)
+            norm = self.shards.clip(self.model, self.config.grad_clip)
         if self.monitor.gradients_finite(self.step, norm):
             self.optimizer.step()
         self.scheduler.step()
@@ -248,14 +335,42 @@ class Trainer:
         """Mean loss over up to ``max_windows`` fixed validation windows, each task in turn."""
         self.module.eval()
         step_fn = self.module if self.config.fsdp else self.module_unwrapped
-        return validation_loss(
+        if self.shards is None:
+            return validation_loss(
+                step_fn,
+                self.sessions,
+                self.tasks.tasks,
+                self.window_s,
+                batch_size=self.config.batch_size,
+                max_windows=max_windows,
+            )
+        # sharded: each rank runs the run's validation windows of its own sessions and the sums
+        # are added over ranks; under FSDP every rank runs as many forward passes as the others
+        shards = self.shards
+        total, count = validation_sums(
             step_fn,
             self.sessions,
             self.tasks.tasks,
             self.window_s,
             batch_size=self.config.batch_size,
             max_windows=max_windows,
+            keep=lambda s: shards.owns(s.session_id),
+            equal_batches=self.config.fsdp,
         )
+        total, count = all_reduce_sum([total, count], self.device)
+        return total / count if count > 0 else float("nan")
+
+    def gather_sessions(self) -> dict[str, torch.Tensor] | None:
+        """Collective under session sharding: every session's parameters on rank 0 (keys as in
+        :attr:`model`), which also puts them back into its model; None on the other ranks and
+        without sharding."""
+        if self.shards is None:
+            return None
+        gathered = self.shards.gather(self.model)
+        if gathered is None:
+            return None
+        self.shards.restore(self.model, gathered[0])
+        return gathered[0]
 
     @property
     def module_unwrapped(self) -> torch.nn.Module:
