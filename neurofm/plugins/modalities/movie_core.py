@@ -98,16 +98,22 @@ class MovieCoreEncoder(PositionedStimulusEncoder):
             [nn.functional.pad(f, (0, 0, 0, 0, 0, 0, 0, longest - f.shape[1])) for f, *_ in pooled]
         )  # [B, T', H, W, C]
         maps = self.core(padded.permute(0, 1, 4, 2, 3))  # [B, T', C', H', W']
-        row = 0
-        for idx, (frames, valid, starts, times) in zip(groups, pooled, strict=True):
-            n = frames.shape[0]
-            group_maps = maps[row : row + n, : frames.shape[1]]
-            row += n
+        # split and unbind, not index: each indexing op's backward writes a zero tensor of the
+        # whole batch's maps (16 samples: 16 of them), unbind's backward stacks once
+        by_group = maps.split([len(idx) for idx in groups])
+        for idx, group_maps, (frames, valid, starts, times) in zip(
+            groups, by_group, pooled, strict=True
+        ):
+            if group_maps.shape[1] != frames.shape[1]:
+                group_maps = group_maps[:, : frames.shape[1]]
             period = streams[idx[0]].period_s * c.frame_pool
             tokens = self._tokens(group_maps, valid, starts, times, streams[idx[0]].period_s)
-            for g, i in enumerate(idx):
-                features = FeatureMap(group_maps[g], times[g], period)
-                out[i] = PositionedOutput(tokens[g], features)
+            for i, sample_maps, sample_times, sample_tokens in zip(
+                idx, group_maps.unbind(0), times.unbind(0), tokens, strict=True
+            ):
+                out[i] = PositionedOutput(
+                    sample_tokens, FeatureMap(sample_maps, sample_times, period)
+                )
         return out  # type: ignore[return-value]
 
     def penalty(self) -> Tensor | None:
@@ -142,19 +148,27 @@ class MovieCoreEncoder(PositionedStimulusEncoder):
         """Tokens of each sample of a group: core steps ``maps [G, T', C, H', W']`` averaged over
         ``token_frames`` steps and pooled onto the token grid."""
         c = self.config
-        g = maps.shape[0]
-        mean, keep, first, last = _group_mean(maps, valid, c.token_frames)  # [G, n, C, H', W']
+        g, t = maps.shape[:2]
+        # pooled onto the token grid first, then averaged over time: both are averages, so the
+        # order does not change the values, and the time average then runs on r*c positions
+        # instead of H'*W' (it pads the map when T' is not a multiple of token_frames)
+        grid = (c.token_rows, c.token_cols)
+        pooled = nn.functional.adaptive_avg_pool2d(maps.flatten(0, 1), grid)
+        pooled = pooled.view(g, t, *pooled.shape[1:])  # [G, T', C, r, c]
+        mean, keep, first, last = _group_mean(pooled, valid, c.token_frames)  # [G, n, C, r, c]
         n = mean.shape[1]
-        pooled = nn.functional.adaptive_avg_pool2d(mean.flatten(0, 1), (c.token_rows, c.token_cols))
-        x = self.to_token(pooled.flatten(2).transpose(1, 2)) + self.position  # [G*n, r*c, d]
+        x = self.to_token(mean.flatten(0, 1).flatten(2).transpose(1, 2)) + self.position
         n_spatial = x.shape[1]
         x = x.view(g, n * n_spatial, self.d_model)
         spans = torch.stack([starts[:, first], times[:, last] + frame_period], -1)  # [G, n, 2]
         spans = spans.repeat_interleave(n_spatial, dim=1)  # [G, n * r*c, 2]
         if bool(keep.all()):
-            return [Tokens(x[i], spans[i]) for i in range(g)]
+            return [Tokens(xi, si) for xi, si in zip(x.unbind(0), spans.unbind(0), strict=True)]
         keep = keep.repeat_interleave(n_spatial, dim=1)
-        return [Tokens(x[i][keep[i]], spans[i][keep[i]]) for i in range(g)]
+        return [
+            Tokens(xi[ki], si[ki])
+            for xi, si, ki in zip(x.unbind(0), spans.unbind(0), keep.unbind(0), strict=True)
+        ]
 
     def _empty(self, stream: StreamTensor) -> PositionedOutput:
         c = self.config
