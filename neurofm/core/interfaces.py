@@ -120,11 +120,15 @@ class StimulusView:
 
     Shape: ``features`` as :class:`FeatureMap` (``[T, C, H, W]``); ``eye`` ``[T, 2]`` the eye
     position at ``features.times`` in the eye stream's normalised units (0 where it was not
-    visible), or None when the model reads no eye stream or the sample has none.
+    visible), or None when the model reads no eye stream or the sample has none; ``behaviour``
+    ``[T, S]`` the first channel of each of the readout's ``behaviour_streams`` at
+    ``features.times``, normalised (0, the mean, where a stream was not visible), or None when
+    the readout reads none.
     """
 
     features: FeatureMap
     eye: Tensor | None = None
+    behaviour: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -431,6 +435,9 @@ class StimulusReadout(Readout):
     Attributes:
         eye_stream: name of the stream holding the eye position ``[T, 2]`` that shifts the
             neurons' positions (a gaze shifter), or None.
+        behaviour_streams: names of streams whose first channel the readout reads beside the
+            stimulus at the feature map's times (``StimulusView.behaviour``; e.g. a per-neuron
+            gain of running speed and pupil size); empty by default.
         unit_read_times: class attribute; True when :meth:`project_stimulus` accepts per-unit
             read times ``[Q, K]``. The model then passes, for a sample whose units carry time
             offsets (``units/time_offset_s``), unit ``k``'s true sample time ``t_q +
@@ -439,6 +446,7 @@ class StimulusReadout(Readout):
     """
 
     eye_stream: str | None = None
+    behaviour_streams: tuple[str, ...] = ()
     unit_read_times: ClassVar[bool] = False
     feature_channels: int
 

@@ -425,7 +425,8 @@ class NeuroFM(nn.Module):
                     if self.reads_stimulus and out.features.values.shape[0]:
                         self._check_features(name, enc, out.features)
                         eye = self._eye(masked[b], out.features.times)
-                        stimulus[b].append(StimulusView(out.features, eye))
+                        behaviour = self._behaviour(masked[b], out.features.times)
+                        stimulus[b].append(StimulusView(out.features, eye, behaviour))
             else:
                 embeddings = [e for _, _, e in visible] if enc.per_unit else None
                 tokens = enc.tokenize_batch([sub for _, sub, _ in visible], embeddings)
@@ -506,6 +507,25 @@ class NeuroFM(nn.Module):
         vis = _selector(mask.visible_time, stream.values.device)
         values = stream.values[vis]
         return _interpolate(stream.times[vis], values.reshape(values.shape[0], -1)[:, :2], times)
+
+    def _behaviour(self, streams: dict[str, MaskedStream], times: Tensor) -> Tensor | None:
+        """The first channel of each of the readout's behaviour streams at ``times [T]``
+        (interpolated from its visible samples; 0, the mean, where it is not visible):
+        ``[T, S]``, or None when the readout reads none."""
+        names = tuple(getattr(self.readout, "behaviour_streams", ()) or ())
+        if not names:
+            return None
+        columns = []
+        for name in names:
+            item = streams.get(name)
+            if item is None or not item.mask.visible_time.any():
+                columns.append(times.new_zeros(times.shape[0]))
+                continue
+            vis = _selector(item.mask.visible_time, item.stream.values.device)
+            values = item.stream.values[vis]
+            first = values.reshape(values.shape[0], -1)[:, :1]
+            columns.append(_interpolate(item.stream.times[vis], first, times)[:, 0])
+        return torch.stack(columns, -1)
 
     # -- step 3: targets -------------------------------------------------------------------------
     def _targets(self, masked):

@@ -32,6 +32,11 @@ prediction"):
 
     raw_n(t) = bias_n + c_n(t) + exp(g_n(t)) * a_n * filtered_rate_n(t)
 
+With ``behaviour_gain_streams`` the rate is multiplied, before the filter, by a factorised
+behavioural gain ``exp(sum_s v_ns phi_s(x_s(t)))`` read from those streams at the feature map's
+times (``StimulusView.behaviour``): each stream's effect on a neuron has a weight of its own,
+where the context path's gain mixes every input.
+
 A sample without a visible stimulus uses ``bias_n + <W h, e_n> / sqrt(d)``, so every task works.
 ``W`` (``context``) and ``U`` (``modulation``) are two projections of the same backbone output:
 alone, the context must predict the response itself (from the population, the past); beside the
@@ -100,7 +105,13 @@ class RetinotopicConfig(PluginConfig):
     of a new animal starts its animal's map from the known sessions' mean. Both are off by
     default: together they raised ``benchmarks/stimulus.py`` (r 0.490 -> 0.502, 4 seeds) but
     not the demo's or the quality benchmark's stimulus+behaviour prediction (BENCHMARKS.md,
-    "The stimulus path").
+    "The stimulus path"). ``behaviour_gain_streams``: streams (e.g. ``["running", "pupil"]``)
+    whose first channel gives each neuron a factorised gain on its stimulus rate, ``exp(sum_s
+    v_ns phi_s(x_s(t)))``, applied before the low-pass filter as a gain on firing is:
+    ``phi_s`` a nonlinearity of stream ``s`` shared by every neuron (a sum of
+    ``behaviour_gain_basis`` tanh units), ``v_ns`` a per-neuron weight (0 at start). Beside the
+    context path's gain, which can use any stream and the population, it gives each stream's
+    effect a term of its own.
     """
 
     type: Literal["retinotopic"] = "retinotopic"
@@ -119,6 +130,8 @@ class RetinotopicConfig(PluginConfig):
     stimulus_lr_scale: float = Field(2.0, gt=0)
     squared_features: bool = False
     map_sharing: Literal["session", "animal"] = "session"
+    behaviour_gain_streams: list[str] = Field(default_factory=list)
+    behaviour_gain_basis: int = Field(8, ge=1)
 
 
 class RetinotopicReadout(StimulusReadout):
@@ -140,6 +153,12 @@ class RetinotopicReadout(StimulusReadout):
     def build_shared(self) -> None:
         config, d_model, p = self.config, self.d_model, self.params_per_unit
         self.eye_stream = config.eye_stream
+        self.behaviour_streams = tuple(config.behaviour_gain_streams)
+        n_streams, basis = len(self.behaviour_streams), config.behaviour_gain_basis
+        if n_streams:  # phi_s(x) = sum_j out_sj tanh(in_sj x + shift_sj), one per stream
+            self.gain_in = nn.Parameter(torch.randn(n_streams, basis))
+            self.gain_shift = nn.Parameter(torch.randn(n_streams, basis))
+            self.gain_out = nn.Parameter(torch.randn(n_streams, basis) / basis**0.5)
         # the feature weights read every channel and, with squared_features, its square too
         c = self.read_channels = self.feature_channels * (2 if config.squared_features else 1)
         self.shared_weights = nn.Parameter(torch.zeros(c))
@@ -153,7 +172,8 @@ class RetinotopicReadout(StimulusReadout):
             self.modulation.bias[d_model * p :].zero_()
         self.register_load_state_dict_pre_hook(_one_context_projection)
         names = ("retinotopy", "animal_map", "shifter", "delta", "log_sigma", "logits", "weights",
-                 "drive_bias", "log_tau", "amplitude", "bias", "residual")  # fmt: skip
+                 "drive_bias", "log_tau", "amplitude", "bias", "residual",
+                 "behaviour_gain")  # fmt: skip
         for name in names:
             setattr(self, name, nn.ParameterDict())
         self._located: dict[str, bool] = {}
@@ -202,6 +222,10 @@ class RetinotopicReadout(StimulusReadout):
         self.amplitude[key] = nn.Parameter(amplitude.to(device))
         self.bias[key] = nn.Parameter(torch.zeros(n, p, device=device))
         self.residual[key] = nn.Parameter(torch.zeros(n, self.d_model, device=device))
+        if self.behaviour_streams:
+            self.behaviour_gain[key] = nn.Parameter(
+                torch.zeros(n, len(self.behaviour_streams), device=device)
+            )
 
     def learning_rate_scales(self) -> dict[str, float]:
         scale = self.config.stimulus_lr_scale
@@ -371,6 +395,14 @@ class RetinotopicReadout(StimulusReadout):
             free = F.interpolate(free[:, None], (height, width), mode="bilinear")[:, 0]
         return torch.softmax((prior + free).flatten(1), dim=-1)
 
+    def _behaviour_gain(self, rows: _Rows, index: Tensor, views: list[StimulusView]) -> Tensor:
+        """``exp(sum_s v_ns phi_s(x_s(t)))`` ``[G, T, K]``: each neuron's factorised behavioural
+        gain at the feature map's times (``behaviour_gain_streams``)."""
+        x = torch.stack([v.behaviour for v in views])  # [G, T, S]
+        phi = (torch.tanh(x[..., None] * self.gain_in + self.gain_shift) * self.gain_out).sum(-1)
+        weights = rows.get_padded("behaviour_gain")[index]  # [G, K, S]
+        return torch.einsum("gts,gks->gtk", phi, weights).clamp(max=5.0).exp()
+
     def _filtered_rate(
         self, rows: _Rows, members: list[int], queries: list[ReadoutQuery], view: int, n_q: int
     ) -> Tensor:
@@ -402,6 +434,8 @@ class RetinotopicReadout(StimulusReadout):
         features = rows.get_padded("features")[index]  # [G, K, C]
         drive_bias = rows.get_padded("drive_bias")[index]  # [G, K]
         rate = F.softplus((pooled * features[:, None]).sum(-1) + drive_bias[:, None])  # [G, T, K]
+        if self.behaviour_streams and views[0].behaviour is not None:
+            rate = rate * self._behaviour_gain(rows, index, views)
         period = views[0].features.period_s
         taps = min(t, round(self.config.filter_s / period)) if period > 0 else 0
         if taps > 1:

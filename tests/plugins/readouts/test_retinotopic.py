@@ -330,3 +330,64 @@ def test_animal_maps_and_squared_features_travel_with_the_checkpoint(
         model.state_dict().items(), loaded.state_dict().items(), strict=True
     ):
         assert k == k2 and torch.equal(a, b)
+
+
+def test_behaviour_gain_scales_the_stimulus_rate_per_neuron() -> None:
+    # rate -> rate * exp(v_n . phi(x(t))): zero weights change nothing; a neuron with a weight
+    # on running is driven more when the running stream is high, its neighbour without is not
+    from neurofm.core.interfaces import FeatureMap, StimulusView
+
+    config = RetinotopicConfig(filter_s=0, behaviour_gain_streams=["running", "pupil"])
+    readout = RetinotopicReadout(config, d_model=8, sessions={"s": SessionUnits("s", 2)},
+                                 feature_channels=2)  # fmt: skip
+    assert readout.behaviour_streams == ("running", "pupil")
+    with torch.no_grad():  # no context term: raw = bias + amplitude * rate * gain
+        readout.modulation.bias.zero_()
+    plain = RetinotopicReadout(RetinotopicConfig(filter_s=0), d_model=8,
+                               sessions={"s": SessionUnits("s", 2)}, feature_channels=2)  # fmt: skip
+    plain.load_state_dict(readout.state_dict(), strict=False)
+    fmap = FeatureMap(torch.randn(3, 2, 9, 16), torch.arange(3) / 10.0, 0.1)
+    args = torch.zeros(3, 8), "s", torch.arange(2), torch.tensor([0.0, 0.1, 0.2])
+
+    def read(model, running: float) -> torch.Tensor:
+        behaviour = torch.tensor([[running, 0.0]]).expand(3, 2)
+        return model.project_stimulus(*args, [StimulusView(fmap, None, behaviour)])[..., 0]
+
+    assert torch.allclose(read(readout, 2.0), read(plain, 2.0), atol=1e-6)  # weights start at 0
+    with torch.no_grad():
+        readout.behaviour_gain["s"][0, 0] = 1.0
+    phi = (torch.tanh(2.0 * readout.gain_in + readout.gain_shift) * readout.gain_out).sum(-1)
+    phi0 = (torch.tanh(readout.gain_shift) * readout.gain_out).sum(-1)
+    bias = readout.bias["s"][:, 0]
+    for running, expected in ((2.0, phi[0]), (0.0, phi0[0])):
+        drive = (read(readout, running) - bias) / (read(plain, running) - bias)
+        torch.testing.assert_close(drive[:, 0], expected.exp().expand(3), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(drive[:, 1], torch.ones(3), rtol=1e-4, atol=1e-5)
+
+
+def test_model_gives_the_readout_its_behaviour_streams(tiny_data: Path) -> None:
+    # the streams' first channel at the feature map's times; 0 where a stream is not visible
+    sessions = open_dataset(tiny_data)
+    data = _config().model_dump()
+    data["readout"]["behaviour_gain_streams"] = ["running", "pupil"]
+    torch.manual_seed(0)
+    model = build_model(ModelConfig.model_validate(data), sessions)
+    seen = []
+    original = model.readout.project_stimulus_batch
+
+    def spy(queries):
+        seen.extend(v.behaviour for q in queries for v in q.stimulus)
+        return original(queries)
+
+    model.readout.project_stimulus_batch = spy
+    batch = _batch(sessions, model, n=2)
+    model(batch, [get_task("responses_from_stimulus_behaviour")] * 2)
+    assert seen and all(b is not None and b.shape[1] == 2 for b in seen)
+    assert all(b[:, 0].abs().sum() > 0 for b in seen)  # running, visible
+    seen.clear()
+    model(batch, [get_task("responses_from_stimulus")] * 2)  # behaviour hidden
+    assert seen and all(torch.equal(b, torch.zeros_like(b)) for b in seen)
+    out = model(batch, [get_task("responses_from_stimulus_behaviour")] * 2)
+    out.loss.backward()
+    key = model.readout.parameter_key(batch[0].session_id)
+    assert model.readout.behaviour_gain[key].grad.abs().sum() > 0
