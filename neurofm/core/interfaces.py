@@ -122,8 +122,8 @@ class StimulusView:
     position at ``features.times`` in the eye stream's normalised units (0 where it was not
     visible), or None when the model reads no eye stream or the sample has none; ``behaviour``
     ``[T, S]`` the first channel of each of the readout's ``behaviour_streams`` at
-    ``features.times``, normalised (0, the mean, where a stream was not visible), or None when
-    the readout reads none.
+    ``features.times``, normalised, NaN where the stream is not known there (hidden by the task,
+    or outside the span of its visible samples), or None when the readout reads none.
     """
 
     features: FeatureMap

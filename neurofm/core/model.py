@@ -509,22 +509,27 @@ class NeuroFM(nn.Module):
         return _interpolate(stream.times[vis], values.reshape(values.shape[0], -1)[:, :2], times)
 
     def _behaviour(self, streams: dict[str, MaskedStream], times: Tensor) -> Tensor | None:
-        """The first channel of each of the readout's behaviour streams at ``times [T]``
-        (interpolated from its visible samples; 0, the mean, where it is not visible):
-        ``[T, S]``, or None when the readout reads none."""
+        """The first channel of each of the readout's behaviour streams at ``times [T]``:
+        ``[T, S]``, interpolated from its visible samples within their span and NaN where the
+        stream is not known (hidden by the task, or before its first / after its last visible
+        sample plus one period); None when the readout reads none."""
         names = tuple(getattr(self.readout, "behaviour_streams", ()) or ())
         if not names:
             return None
         columns = []
         for name in names:
             item = streams.get(name)
+            unknown = torch.full_like(times, float("nan"))
             if item is None or not item.mask.visible_time.any():
-                columns.append(times.new_zeros(times.shape[0]))
+                columns.append(unknown)
                 continue
-            vis = _selector(item.mask.visible_time, item.stream.values.device)
-            values = item.stream.values[vis]
+            stream = item.stream
+            vis = _selector(item.mask.visible_time, stream.values.device)
+            values, seen = stream.values[vis], stream.times[vis]
             first = values.reshape(values.shape[0], -1)[:, :1]
-            columns.append(_interpolate(item.stream.times[vis], first, times)[:, 0])
+            column = _interpolate(seen, first, times)[:, 0]
+            inside = (times >= seen[0]) & (times <= seen[-1] + stream.period_s)
+            columns.append(torch.where(inside, column, unknown))
         return torch.stack(columns, -1)
 
     # -- step 3: targets -------------------------------------------------------------------------

@@ -35,7 +35,8 @@ prediction"):
 With ``behaviour_gain_streams`` the rate is multiplied, before the filter, by a factorised
 behavioural gain ``exp(sum_s v_ns phi_s(x_s(t)))`` read from those streams at the feature map's
 times (``StimulusView.behaviour``): each stream's effect on a neuron has a weight of its own,
-where the context path's gain mixes every input.
+where the context path's gain mixes every input. Where a stream is not known (hidden by the task,
+or past its last visible sample, as in the causal tasks) it contributes no gain.
 
 A sample without a visible stimulus uses ``bias_n + <W h, e_n> / sqrt(d)``, so every task works.
 ``W`` (``context``) and ``U`` (``modulation``) are two projections of the same backbone output:
@@ -399,7 +400,10 @@ class RetinotopicReadout(StimulusReadout):
         """``exp(sum_s v_ns phi_s(x_s(t)))`` ``[G, T, K]``: each neuron's factorised behavioural
         gain at the feature map's times (``behaviour_gain_streams``)."""
         x = torch.stack([v.behaviour for v in views])  # [G, T, S]
+        known = torch.isfinite(x)  # a stream not known at a time contributes no gain there
+        x = torch.where(known, x, torch.zeros_like(x))
         phi = (torch.tanh(x[..., None] * self.gain_in + self.gain_shift) * self.gain_out).sum(-1)
+        phi = torch.where(known, phi, torch.zeros_like(phi))
         weights = rows.get_padded("behaviour_gain")[index]  # [G, K, S]
         return torch.einsum("gts,gks->gtk", phi, weights).clamp(max=5.0).exp()
 

@@ -359,6 +359,8 @@ def test_behaviour_gain_scales_the_stimulus_rate_per_neuron() -> None:
     phi = (torch.tanh(2.0 * readout.gain_in + readout.gain_shift) * readout.gain_out).sum(-1)
     phi0 = (torch.tanh(readout.gain_shift) * readout.gain_out).sum(-1)
     bias = readout.bias["s"][:, 0]
+    unknown = read(readout, float("nan"))  # a stream not known: no gain from it
+    assert torch.allclose(unknown, read(plain, 0.0), atol=1e-6)
     for running, expected in ((2.0, phi[0]), (0.0, phi0[0])):
         drive = (read(readout, running) - bias) / (read(plain, running) - bias)
         torch.testing.assert_close(drive[:, 0], expected.exp().expand(3), rtol=1e-4, atol=1e-5)
@@ -366,7 +368,7 @@ def test_behaviour_gain_scales_the_stimulus_rate_per_neuron() -> None:
 
 
 def test_model_gives_the_readout_its_behaviour_streams(tiny_data: Path) -> None:
-    # the streams' first channel at the feature map's times; 0 where a stream is not visible
+    # the streams' first channel at the feature map's times; NaN where a stream is not known
     sessions = open_dataset(tiny_data)
     data = _config().model_dump()
     data["readout"]["behaviour_gain_streams"] = ["running", "pupil"]
@@ -386,7 +388,10 @@ def test_model_gives_the_readout_its_behaviour_streams(tiny_data: Path) -> None:
     assert all(b[:, 0].abs().sum() > 0 for b in seen)  # running, visible
     seen.clear()
     model(batch, [get_task("responses_from_stimulus")] * 2)  # behaviour hidden
-    assert seen and all(torch.equal(b, torch.zeros_like(b)) for b in seen)
+    assert seen and all(b.isnan().all() for b in seen)
+    seen.clear()
+    model(batch, [get_task("causal_50_stimulus_behaviour")] * 2)  # known up to the cut
+    assert seen and all(b.isnan().any() and b[0].isfinite().all() for b in seen)
     out = model(batch, [get_task("responses_from_stimulus_behaviour")] * 2)
     out.loss.backward()
     key = model.readout.parameter_key(batch[0].session_id)
