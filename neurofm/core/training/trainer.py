@@ -90,15 +90,12 @@ def validation_loss(
     ``step_fn``: a :class:`~neurofm.core.training.distributed.TrainStep` (``TrainStep(model)``);
     window ``k`` gets task ``k % len(tasks)``, so the figure is deterministic. It runs in eval
     mode (and is put back in the mode it was in): no plugin penalty, running normalisation
-    statistics.
+    statistics. NaN when there is no validation window (or target).
     """
-    windows = [(s, t0) for s in sessions for t0, _ in tile_intervals(s, "validation", window_s)]
-    if not windows:
-        return float("nan")
     total, count = validation_sums(
         step_fn, sessions, tasks, window_s, batch_size=batch_size, max_windows=max_windows
     )
-    return total / max(count, 1.0)
+    return total / count if count > 0 else float("nan")
 
 
 @torch.no_grad()
