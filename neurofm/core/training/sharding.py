@@ -193,9 +193,10 @@ class SessionShards:
         """Divide the per-session gradients by the world size: the loss was scaled for DDP's
         mean over ranks, which per-session gradients do not go through."""
         _, owned = self._parameters(model)
-        grads = [p.grad for p in owned if p.grad is not None]
-        if grads and self.world_size > 1:
-            torch._foreach_div_(grads, float(self.world_size))
+        if self.world_size > 1:
+            for p in owned:
+                if p.grad is not None:
+                    p.grad.div_(self.world_size)
 
     def clip(self, model: NeuroFM, max_norm: float) -> Tensor:
         """Clip every gradient by the global norm (the shared gradients' norm and the per-session
