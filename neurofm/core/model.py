@@ -513,7 +513,7 @@ class NeuroFM(nn.Module):
         ``[T, S]``, interpolated from its visible samples within their span and NaN where the
         stream is not known (hidden by the task, or before its first / after its last visible
         sample plus one period); None when the readout reads none."""
-        names = tuple(getattr(self.readout, "behaviour_streams", ()) or ())
+        names = self.readout.behaviour_streams
         if not names:
             return None
         columns = []

@@ -13,7 +13,9 @@ history, not the highest step numbers). ``latest`` must name a ``step-NNNNNNNN``
 root; a pointer elsewhere, or a damaged state, is refused with the newest intact state named. Tensors are in
 safetensors, everything else in JSON. Model and optimizer state go through
 ``torch.distributed.checkpoint.state_dict`` (full, unsharded state on rank 0), so the same files
-serve single-process, DDP and FSDP runs.
+serve single-process, DDP and FSDP runs; with sessions sharded over ranks
+(:mod:`~neurofm.core.training.sharding`) each session's parameters and optimizer state come from
+the rank that holds them, and a resume gives each rank its own again.
 """
 
 from __future__ import annotations
