@@ -499,14 +499,8 @@ class NeuroFM(nn.Module):
         """The readout's eye stream at ``times [T]`` (linear interpolation of its visible samples;
         0 — the mean — where it is not visible), or None when the sample has none visible."""
         name = self.readout.eye_stream
-        if name is None or name not in streams:
-            return None
-        stream, mask = streams[name].stream, streams[name].mask
-        if not mask.visible_time.any():
-            return None
-        vis = _selector(mask.visible_time, stream.values.device)
-        values = stream.values[vis]
-        return _interpolate(stream.times[vis], values.reshape(values.shape[0], -1)[:, :2], times)
+        read = None if name is None else _visible_at(streams.get(name), times, 2)
+        return None if read is None else read[0]
 
     def _behaviour(self, streams: dict[str, MaskedStream], times: Tensor) -> Tensor | None:
         """The first channel of each of the readout's behaviour streams at ``times [T]``:
@@ -518,18 +512,11 @@ class NeuroFM(nn.Module):
             return None
         columns = []
         for name in names:
-            item = streams.get(name)
             unknown = torch.full_like(times, float("nan"))
-            if item is None or not item.mask.visible_time.any():
-                columns.append(unknown)
-                continue
-            stream = item.stream
-            vis = _selector(item.mask.visible_time, stream.values.device)
-            values, seen = stream.values[vis], stream.times[vis]
-            first = values.reshape(values.shape[0], -1)[:, :1]
-            column = _interpolate(seen, first, times)[:, 0]
-            inside = (times >= seen[0]) & (times <= seen[-1] + stream.period_s)
-            columns.append(torch.where(inside, column, unknown))
+            read = _visible_at(streams.get(name), times, 1)
+            columns.append(
+                unknown if read is None else torch.where(read[1], read[0][:, 0], unknown)
+            )
         return torch.stack(columns, -1)
 
     # -- step 3: targets -------------------------------------------------------------------------
@@ -684,6 +671,22 @@ def plugin_learning_rate_scales(plugin: nn.Module) -> dict[str, float]:
         if keys and (scale := float(scales[max(keys, key=len)])) != 1.0:
             out[name] = scale
     return out
+
+
+def _visible_at(
+    item: MaskedStream | None, times: Tensor, channels: int
+) -> tuple[Tensor, Tensor] | None:
+    """The first ``channels`` channels of a stream's visible samples interpolated at ``times
+    [T]`` (held constant beyond them): ``[T, channels]``, and whether each time lies within the
+    visible samples' span (first sample to last plus one period) ``[T]``; None when the stream
+    is absent or nothing of it is visible."""
+    if item is None or not item.mask.visible_time.any():
+        return None
+    stream = item.stream
+    vis = _selector(item.mask.visible_time, stream.values.device)
+    values, seen = stream.values[vis], stream.times[vis]
+    read = _interpolate(seen, values.reshape(values.shape[0], -1)[:, :channels], times)
+    return read, (times >= seen[0]) & (times <= seen[-1] + stream.period_s)
 
 
 def _interpolate(x: Tensor, y: Tensor, at: Tensor) -> Tensor:
