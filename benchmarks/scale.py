@@ -67,16 +67,16 @@ def worker(args: argparse.Namespace) -> None:
         start = time.perf_counter()
         trainer.train_step()
         times.append(time.perf_counter() - start)
+
+    def local(t: torch.Tensor) -> torch.Tensor:  # this rank's part of an FSDP2 DTensor
+        return t.to_local() if hasattr(t, "to_local") else t
+
     held = {"sessions": [], "shared": []}
     for name, p in model.named_parameters():
         kind = "sessions" if name in per_session else "shared"
-        local = p.to_local() if hasattr(p, "to_local") else p
-        held[kind].append(local)
-        if p.grad is not None:
-            held[kind].append(p.grad.to_local() if hasattr(p.grad, "to_local") else p.grad)
-        for value in trainer.optimizer.state.get(p, {}).values():
-            if isinstance(value, torch.Tensor) and value.ndim > 0:
-                held[kind].append(value.to_local() if hasattr(value, "to_local") else value)
+        state = trainer.optimizer.state.get(p, {}).values()
+        tensors = [p, p.grad, *(v for v in state if isinstance(v, torch.Tensor) and v.ndim > 0)]
+        held[kind].extend(local(t) for t in tensors if t is not None)
     record = {
         "rank": info.rank,
         "sessions_bytes": tensor_bytes(held["sessions"]),

@@ -19,7 +19,7 @@ from neurofm.core.builder import TrainingConfig
 from neurofm.core.data import open_dataset
 from neurofm.core.training import Trainer
 from neurofm.core.training.distributed import init_distributed
-from neurofm.core.training.sharding import SessionShards
+from neurofm.core.training.sharding import SessionShards, session_parameter_names
 
 
 def main(data: str, out: str, mode: str) -> None:
@@ -42,7 +42,7 @@ def main(data: str, out: str, mode: str) -> None:
         plan = SessionShards(model, sessions, rank=info.rank, world_size=info.world_size)
         trainer.loader = trainer.make_loader(plan.own_sessions(sessions))
     params = dict(model.named_parameters())
-    names = SessionShards(model, sessions, rank=0, world_size=1).names
+    names = session_parameter_names(model)
     held = sum(params[n].numel() * params[n].element_size() for n in names)
     result = trainer.fit()
     gathered = trainer.gather_sessions()
