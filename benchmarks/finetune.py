@@ -18,14 +18,16 @@ from pathlib import Path
 
 import torch
 
-from neurofm.core.builder import TrainingConfig, build_model, default_model_config
 from neurofm.core.data import open_dataset
 from neurofm.core.data.simulate_to_disk import simulate_to_disk
 from neurofm.core.data.simulation import SimulationConfig
 from neurofm.core.evaluation.evaluate import evaluate
-from neurofm.core.model import NeuroFM
-from neurofm.core.tasks import TaskSampler
+from neurofm.core.model.builder import build_model
+from neurofm.core.model.neurofm import NeuroFM
+from neurofm.core.model.presets import default_model_config
+from neurofm.core.tokens.tasks import TaskSampler
 from neurofm.core.training import Trainer, finetune
+from neurofm.core.training.config import TrainingConfig
 from neurofm.core.training.distributed import TrainStep
 from neurofm.core.training.finetune import add_sessions
 from neurofm.core.training.trainer import validation_loss

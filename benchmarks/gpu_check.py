@@ -33,11 +33,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from neurofm.core.backbone.attention import get_backend, xformers_available
-from neurofm.core.builder import TrainingConfig, build_model, default_model_config
 from neurofm.core.data import open_dataset
 from neurofm.core.data.simulate_to_disk import simulate_to_disk
 from neurofm.core.data.simulation import SimulationConfig
+from neurofm.core.model.builder import build_model
+from neurofm.core.model.presets import default_model_config
 from neurofm.core.training import Trainer
+from neurofm.core.training.config import TrainingConfig
 
 HEADS, HEAD_DIM = 4, 64
 

@@ -34,9 +34,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neurofm.core.checkpoint import load_checkpoint
 from neurofm.core.data import open_dataset
 from neurofm.core.evaluation.evaluate import evaluate
+from neurofm.core.model.checkpoint import load_checkpoint
 from neurofm.insilico.run import InsilicoSettings, run_insilico
 
 TASK = "responses_from_stimulus_behaviour"

@@ -25,13 +25,15 @@ from pathlib import Path
 
 import torch
 
-from neurofm.core.builder import TrainingConfig, build_model, default_model_config
 from neurofm.core.data import open_dataset
 from neurofm.core.data.simulate_to_disk import simulate_to_disk
 from neurofm.core.data.simulation import SimulationConfig
 from neurofm.core.evaluation.evaluate import evaluate
-from neurofm.core.files import atomic_write_text
+from neurofm.core.model.builder import build_model
+from neurofm.core.model.presets import default_model_config
+from neurofm.core.storage.files import atomic_write_text
 from neurofm.core.training import Trainer
+from neurofm.core.training.config import TrainingConfig
 
 TASKS = ("responses_from_stimulus_behaviour", "responses_from_stimulus")
 

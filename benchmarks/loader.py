@@ -15,12 +15,14 @@ from pathlib import Path
 
 import torch
 
-from neurofm.core.builder import TrainingConfig, build_model, default_model_config
 from neurofm.core.data import open_dataset
-from neurofm.core.data.loader import TrainLoader
 from neurofm.core.data.simulate_to_disk import simulate_to_disk
 from neurofm.core.data.simulation import SimulationConfig
+from neurofm.core.model.builder import build_model
+from neurofm.core.model.presets import default_model_config
 from neurofm.core.training import Trainer
+from neurofm.core.training.config import TrainingConfig
+from neurofm.core.training.loader import TrainLoader
 
 
 def loader_rate(sessions, norm, batch: int, workers: int, batches: int, window_s: float) -> float:

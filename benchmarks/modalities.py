@@ -30,13 +30,15 @@ import numpy as np
 import torch
 
 from neurofm.core.backbone.presets import get_preset
-from neurofm.core.builder import ModelConfig, TrainingConfig, build_model
 from neurofm.core.data import open_dataset
 from neurofm.core.data.simulate_to_disk import simulate_to_disk
 from neurofm.core.data.simulation import SimulationConfig
 from neurofm.core.data.windows import WindowSample, load_window, tile_intervals
 from neurofm.core.interfaces import StreamTensor
-from neurofm.core.tasks import PRESETS, StreamRule, TaskSpec, UnitIds, get_task
+from neurofm.core.model.builder import build_model
+from neurofm.core.model.config import ModelConfig
+from neurofm.core.tokens.tasks import PRESETS, StreamRule, TaskSpec, UnitIds, get_task
+from neurofm.core.training.config import TrainingConfig
 from neurofm.core.training.trainer import Trainer
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "plugins" / "modalities"))

@@ -30,7 +30,6 @@ import torch
 
 from neurofm.core.baselines.cnn import CNNConfig, fit_cnn_baseline
 from neurofm.core.baselines.ln import fit_linear_nonlinear
-from neurofm.core.builder import ModelConfig, TrainingConfig, build_model, default_model_config
 from neurofm.core.data import open_dataset
 from neurofm.core.data.session import Session
 from neurofm.core.data.simulate_to_disk import simulate_to_disk
@@ -38,8 +37,12 @@ from neurofm.core.data.simulation import SimulationConfig
 from neurofm.core.data.windows import normalise_stream
 from neurofm.core.evaluation.accumulate import PredictorState, finish, pool
 from neurofm.core.evaluation.evaluate import evaluate
-from neurofm.core.model import NeuroFM
+from neurofm.core.model.builder import build_model
+from neurofm.core.model.config import ModelConfig
+from neurofm.core.model.neurofm import NeuroFM
+from neurofm.core.model.presets import default_model_config
 from neurofm.core.training import Trainer
+from neurofm.core.training.config import TrainingConfig
 
 TASKS = (
     "responses_from_stimulus_behaviour",
@@ -312,7 +315,7 @@ def main() -> None:
         # a step budget rather than an open-ended one: time 5 steps, then size the schedule
         probe = fit_cnn_baseline(
             sessions, inputs, "calcium", norm,
-            config=CNNConfig(**{**cnn_config.__dict__, "steps": 5, "eval_every": 10**6}),
+            config=cnn_config.model_copy(update={"steps": 5, "eval_every": 10**6}),
         )  # fmt: skip
         steps = max(20, int(60 * cnn_minutes / (probe.seconds / 5)))
         config = CNNConfig(

@@ -45,9 +45,11 @@ def worker(args: argparse.Namespace) -> None:
     """One rank of a run (started by torchrun): train, then write this rank's figures."""
     import torch
 
-    from neurofm.core.builder import TrainingConfig, build_model, default_model_config
     from neurofm.core.data import open_dataset
+    from neurofm.core.model.builder import build_model
+    from neurofm.core.model.presets import default_model_config
     from neurofm.core.training import Trainer
+    from neurofm.core.training.config import TrainingConfig
     from neurofm.core.training.distributed import init_distributed
     from neurofm.core.training.sharding import session_parameter_names
 

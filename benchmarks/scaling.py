@@ -29,8 +29,9 @@ import torch
 from quality import dataset, model_config, quiet_loss_monitor, simulation, train_neurofm
 
 from neurofm.core.backbone.presets import DEPRECATED_ALIASES
-from neurofm.core.builder import TrainingConfig, build_model
 from neurofm.core.evaluation.evaluate import evaluate
+from neurofm.core.model.builder import build_model
+from neurofm.core.training.config import TrainingConfig
 from neurofm.core.training.finetune import finetune
 
 # backbone sizes: a named preset and optional overrides of its numbers

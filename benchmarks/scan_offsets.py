@@ -24,10 +24,12 @@ import numpy as np
 import torch
 from stimulus import train_and_score
 
-from neurofm.core.builder import ModelConfig, build_model, default_model_config
 from neurofm.core.data import open_dataset
 from neurofm.core.data.simulate_to_disk import simulate_to_disk
 from neurofm.core.data.simulation import SimulationConfig
+from neurofm.core.model.builder import build_model
+from neurofm.core.model.config import ModelConfig
+from neurofm.core.model.presets import default_model_config
 
 FRAME = (18, 32)
 TASK = "responses_from_stimulus"

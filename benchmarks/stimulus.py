@@ -44,12 +44,15 @@ import torch
 from neurofm.core.backbone.presets import get_preset
 from neurofm.core.baselines.cnn import CNNConfig, fit_cnn_baseline
 from neurofm.core.baselines.ln import fit_linear_nonlinear
-from neurofm.core.builder import ModelConfig, TrainingConfig, build_model, default_model_config
 from neurofm.core.data import open_dataset
 from neurofm.core.data.simulate_to_disk import simulate_to_disk
 from neurofm.core.data.simulation import SimulationConfig, dataset
 from neurofm.core.data.simulation.neurons import leaky_integrate
 from neurofm.core.evaluation.evaluate import evaluate
+from neurofm.core.model.builder import build_model
+from neurofm.core.model.config import ModelConfig
+from neurofm.core.model.presets import default_model_config
+from neurofm.core.training.config import TrainingConfig
 from neurofm.core.training.trainer import Trainer
 from neurofm.plugins.readouts.retinotopic import RetinotopicReadout
 

@@ -18,11 +18,13 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from neurofm.core.builder import TrainingConfig, build_model, default_model_config
 from neurofm.core.data import open_dataset
 from neurofm.core.data.simulate_to_disk import simulate_to_disk
 from neurofm.core.data.simulation import SimulationConfig
+from neurofm.core.model.builder import build_model
+from neurofm.core.model.presets import default_model_config
 from neurofm.core.training import Trainer
+from neurofm.core.training.config import TrainingConfig
 from neurofm.core.training.distributed import TrainStep
 
 

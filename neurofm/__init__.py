@@ -15,8 +15,8 @@ The public surface (``__all__``), by what it is for:
   :class:`PositionedStimulusEncoder`, :class:`StimulusReadout` and their data types
   :class:`FeatureMap`, :class:`PositionedOutput`, :class:`StimulusView`, :class:`ReadoutQuery`;
 - build one from a config or preset: :func:`build_model`, :func:`default_model_config`,
-  :func:`get_preset`, :class:`ModelConfig`, :class:`ExperimentConfig`, :func:`load_config_file`,
-  :func:`dump_config`;
+  :func:`get_model_preset` (whole-model presets), :func:`get_preset` (backbone sizes),
+  :class:`ModelConfig`, :class:`ExperimentConfig`, :func:`load_config_file`, :func:`dump_config`;
 - data: :class:`Session`, :func:`open_dataset`, :func:`write_session`, :class:`StreamInput`,
   :class:`UnitTable`, :func:`load_window`, :class:`SimulationConfig`, :func:`simulate_to_disk`;
 - tasks, training, evaluation, checkpoints: :class:`TaskSpec`, :class:`StreamRule`,
@@ -43,10 +43,10 @@ _EXPORTS = {
     "PluginConfig": "neurofm.core.config",
     "load_config_file": "neurofm.core.config",
     "dump_config": "neurofm.core.config",
-    "ModelConfig": "neurofm.core.builder",
-    "ExperimentConfig": "neurofm.core.builder",
-    "TrainingConfig": "neurofm.core.builder",
-    "DataConfig": "neurofm.core.builder",
+    "ModelConfig": "neurofm.core.model.config",
+    "ExperimentConfig": "neurofm.core.training.config",
+    "TrainingConfig": "neurofm.core.training.config",
+    "DataConfig": "neurofm.core.training.config",
     "BackboneConfig": "neurofm.core.backbone",
     "ModalityEncoder": "neurofm.core.interfaces",
     "Readout": "neurofm.core.interfaces",
@@ -63,13 +63,14 @@ _EXPORTS = {
     "get_registry": "neurofm.registry",
     "NeurofmError": "neurofm.errors",
     # model
-    "NeuroFM": "neurofm.core.model",
+    "NeuroFM": "neurofm.core.model.neurofm",
     "PerceiverIO": "neurofm.core.backbone",
-    "build_model": "neurofm.core.builder",
-    "default_model_config": "neurofm.core.builder",
+    "build_model": "neurofm.core.model.builder",
+    "default_model_config": "neurofm.core.model.presets",
+    "get_model_preset": "neurofm.core.model.presets",
     "get_preset": "neurofm.core.backbone",
-    "save_pretrained": "neurofm.core.checkpoint",
-    "load_pretrained": "neurofm.core.checkpoint",
+    "save_pretrained": "neurofm.core.model.checkpoint",
+    "load_pretrained": "neurofm.core.model.checkpoint",
     # data
     "Session": "neurofm.core.data",
     "open_dataset": "neurofm.core.data",
@@ -81,10 +82,10 @@ _EXPORTS = {
     "SimulationConfig": "neurofm.core.data.simulation",
     "simulate_to_disk": "neurofm.core.data.simulate_to_disk",
     # tasks, training, evaluation
-    "TaskSpec": "neurofm.core.tasks",
-    "StreamRule": "neurofm.core.tasks",
-    "TaskSampler": "neurofm.core.tasks",
-    "get_task": "neurofm.core.tasks",
+    "TaskSpec": "neurofm.core.tokens.tasks",
+    "StreamRule": "neurofm.core.tokens.tasks",
+    "TaskSampler": "neurofm.core.tokens.tasks",
+    "get_task": "neurofm.core.tokens.tasks",
     "Trainer": "neurofm.core.training",
     "TrainResult": "neurofm.core.training",
     "finetune": "neurofm.core.training",

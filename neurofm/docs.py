@@ -191,7 +191,8 @@ def plugin_sections(*, builtin_only: bool = False) -> dict[tuple[str, str], str]
 def config_sections() -> dict[str, str]:
     """``name -> Markdown section`` of the core configs of an experiment file."""
     from neurofm.core.backbone import BackboneConfig
-    from neurofm.core.builder import DataConfig, ExperimentConfig, ModelConfig, TrainingConfig
+    from neurofm.core.model.config import ModelConfig
+    from neurofm.core.training.config import DataConfig, ExperimentConfig, TrainingConfig
 
     out = {}
     for key, model in (

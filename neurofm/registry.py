@@ -442,7 +442,7 @@ def _path_of(obj: Any) -> str:
 modalities = Registry("modality", "neurofm.modalities", "neurofm.core.interfaces:ModalityEncoder")
 readouts = Registry("readout", "neurofm.readouts", "neurofm.core.interfaces:Readout")
 heads = Registry("head", "neurofm.heads", "neurofm.core.interfaces:Head")
-sources = Registry("source", "neurofm.sources", "neurofm.core.sources:Source")
+sources = Registry("source", "neurofm.sources", "neurofm.core.data.sources:Source")
 stimuli = Registry("stimulus", "neurofm.stimuli", "neurofm.insilico.stimuli:Stimulus")
 
 REGISTRIES: dict[str, Registry] = {

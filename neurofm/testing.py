@@ -186,7 +186,7 @@ def _check_penalty(what: str, module: nn.Module) -> None:
 
 def _check_learning_rate_scales(what: str, module: nn.Module) -> None:
     """``learning_rate_scales()`` names only the plugin's parameters, with positive scales."""
-    from neurofm.core.model import plugin_learning_rate_scales
+    from neurofm.core.model.neurofm import plugin_learning_rate_scales
 
     try:
         plugin_learning_rate_scales(module)
@@ -762,14 +762,14 @@ def _check_metric_names(head: Head, *, per_unit: bool) -> None:
 def check_source(
     source_cls: type, config: PluginConfig | None = None, *, name: str | None = None
 ) -> None:
-    """Check a data importer: it implements :class:`neurofm.core.sources.Source` and its config
+    """Check a data importer: it implements :class:`neurofm.core.data.sources.Source` and its config
     round-trips; it is built from its config."""
-    from neurofm.core.sources import Source
+    from neurofm.core.data.sources import Source
 
     what = f"source {name or source_cls.__name__}"
     if not (isinstance(source_cls, type) and issubclass(source_cls, Source)):
         raise _fail(
-            what, f"expected a subclass of neurofm.core.sources.Source, found {source_cls!r}"
+            what, f"expected a subclass of neurofm.core.data.sources.Source, found {source_cls!r}"
         )
     config = check_config(source_cls, config, name=name)
     source = source_cls(config)

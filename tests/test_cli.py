@@ -196,7 +196,7 @@ def test_simulate_refuses_to_overwrite(tmp_path: Path) -> None:
 
 def test_train_from_a_yaml_experiment(tiny_data: Path, tmp_path: Path) -> None:
     from neurofm.core.backbone import get_preset
-    from neurofm.core.builder import default_model_config
+    from neurofm.core.model.presets import default_model_config
 
     model = default_model_config("tiny", frame_size=(18, 32)).model_dump(mode="json")
     assert model["backbone"] == get_preset("tiny").model_dump(mode="json")
@@ -262,7 +262,7 @@ def test_a_plugin_error_is_one_line_with_exit_2(
         raise ValueError("pupil encoder expects data [T, 2],\nfound [60, 3]")
 
     monkeypatch.setattr(PupilEncoder, "tokenize_batch", broken)
-    from neurofm.core.builder import default_model_config
+    from neurofm.core.model.presets import default_model_config
 
     model = default_model_config("tiny", frame_size=(18, 32)).model_dump(mode="json")
     config = tmp_path / "run.yaml"

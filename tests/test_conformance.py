@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from neurofm import registry
 from neurofm.core.config import PluginConfig
 from neurofm.core.interfaces import Head, ModalityEncoder, StreamTensor, Tokens
-from neurofm.core.tokenization import series_tokens
+from neurofm.core.tokens.tokenization import series_tokens
 from neurofm.errors import InvalidPluginError
 from neurofm.registry import Registry
 from neurofm.testing import check_config, check_head, check_modality, check_plugin, check_readout

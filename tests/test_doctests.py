@@ -24,7 +24,7 @@ MODULES = [name for name in ["neurofm", *_SUBMODULES] if _has_examples(name)]
 
 
 def test_modules_with_examples_are_found() -> None:
-    assert {"neurofm", "neurofm.registry", "neurofm.core.conv_core"} <= set(MODULES)
+    assert {"neurofm", "neurofm.registry", "neurofm.core.tokens.conv_core"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("name", MODULES)

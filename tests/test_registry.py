@@ -202,7 +202,7 @@ def test_reregistering_the_same_class_is_fine() -> None:
 
 
 def test_register_in_the_global_registry_and_use_it_in_a_config() -> None:
-    from neurofm.core.builder import ModelConfig
+    from neurofm.core.model.config import ModelConfig
 
     registry.modalities.register(LfpEncoder)
     try:
@@ -404,11 +404,14 @@ def test_third_party_modality_in_a_model(
 ) -> None:
     from neurofm_acme.whisker import WhiskerConfig, WhiskerEncoder
 
-    from neurofm.core.builder import ModelConfig, TrainingConfig, build_model, default_model_config
-    from neurofm.core.checkpoint import load_pretrained, save_pretrained
     from neurofm.core.data.windows import load_window
-    from neurofm.core.tasks import PRESETS
+    from neurofm.core.model.builder import build_model
+    from neurofm.core.model.checkpoint import load_pretrained, save_pretrained
+    from neurofm.core.model.config import ModelConfig
+    from neurofm.core.model.presets import default_model_config
+    from neurofm.core.tokens.tasks import PRESETS
     from neurofm.core.training import Trainer
+    from neurofm.core.training.config import TrainingConfig
 
     data = default_model_config("tiny", frame_size=(18, 32)).model_dump()
     data["modalities"]["whisker"] = {"type": "acme.whisker", "channels": 2, "patch_samples": 5}

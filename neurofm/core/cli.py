@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     any other error (the writers name the path and the size; failing that, the command's output
     folder).
     """
-    from neurofm.core.files import disk_full_guard
+    from neurofm.core.storage.files import disk_full_guard
 
     args = build_parser().parse_args(argv)
     try:

@@ -34,9 +34,10 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class StrictModel(BaseModel):
-    """Base of every neurofm config: unknown fields are errors, values are validated on assignment."""
+    """Base of every neurofm config: unknown fields are errors and a config is frozen (change one
+    with ``config.model_copy(update={...})``, which returns a new config)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class PluginConfig(StrictModel):
@@ -153,7 +154,7 @@ def load_config_file(path: str | Path, model: type[M]) -> M:
 
 def dump_config(config: BaseModel, path: str | Path) -> None:
     """Write a config as JSON or YAML (by suffix), atomically; plugin fields are kept."""
-    from neurofm.core.files import atomic_write_text
+    from neurofm.core.storage.files import atomic_write_text
 
     path = Path(path)
     data = config.model_dump(mode="json")

@@ -29,7 +29,7 @@ from torch import Tensor
 from neurofm.core.data.session import Session
 from neurofm.core.data.windows import WindowSample, normalise_stream
 from neurofm.core.interfaces import StreamTensor
-from neurofm.core.tasks import StreamRule, TaskSpec
+from neurofm.core.tokens.tasks import StreamRule, TaskSpec
 from neurofm.errors import NeurofmError
 from neurofm.insilico.stimuli import Screen
 

@@ -54,9 +54,9 @@ def run_insilico(checkpoint, data, out, settings: InsilicoSettings, *, overwrite
     """Run ``settings.kind`` on every (chosen) session of ``data`` the checkpoint knows; returns
     the summary written to ``out/summary.json``."""
     from neurofm import registry
-    from neurofm.core.checkpoint import load_checkpoint
     from neurofm.core.data import open_dataset
-    from neurofm.core.files import atomic_directory, atomic_write_bytes, atomic_write_text
+    from neurofm.core.model.checkpoint import load_checkpoint
+    from neurofm.core.storage.files import atomic_directory, atomic_write_bytes, atomic_write_text
 
     if settings.kind not in KINDS:
         raise InsilicoError(f"unknown experiment {settings.kind!r}; choose one of {list(KINDS)}")

@@ -106,7 +106,7 @@ from __future__ import annotations
 from typing import Literal
 
 from neurofm import ModalityEncoder, PluginConfig, StreamTensor, Tokens
-from neurofm.core.tokenization import series_tokens
+from neurofm.core.tokens.tokenization import series_tokens
 from pydantic import Field
 from torch import Tensor, nn
 

@@ -11,13 +11,15 @@ import pytest
 from pydantic import ValidationError
 
 from neurofm import registry
-from neurofm.core.builder import ExperimentConfig, ModelConfig, default_model_config
 from neurofm.core.config import (
     PluginConfig,
     dump_config,
     load_config_file,
     validate_config,
 )
+from neurofm.core.model.config import ModelConfig
+from neurofm.core.model.presets import default_model_config
+from neurofm.core.training.config import ExperimentConfig
 from neurofm.errors import ConfigError
 
 

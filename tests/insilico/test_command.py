@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from neurofm.core.builder import ModelConfig, build_model, default_model_config
 from neurofm.core.cli import main
 from neurofm.core.data import open_dataset
+from neurofm.core.model.builder import build_model
+from neurofm.core.model.config import ModelConfig
+from neurofm.core.model.presets import default_model_config
 
 
 def _run(argv: list[str]) -> tuple[int, str, str]:

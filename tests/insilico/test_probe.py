@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from neurofm.core.builder import ModelConfig, build_model, default_model_config
 from neurofm.core.data import open_dataset
 from neurofm.core.data.windows import load_window
+from neurofm.core.model.builder import build_model
+from neurofm.core.model.config import ModelConfig
+from neurofm.core.model.presets import default_model_config
 from neurofm.insilico import InsilicoError, ModelProbe
 from neurofm.insilico.stimuli import Gratings, SparseNoise, StimulusFitError
 from neurofm.insilico.tuning import condition_responses, tuning_curves

@@ -1,7 +1,7 @@
 """The checkpoint loader under generated bad input: damaged, truncated or extra files, and content
 rewritten and re-sealed (as another installation would) all give a NeurofmError, never another
 exception and never a silently different model. Named damages and plugin checks are in
-tests/core/test_checkpoint.py."""
+tests/core/model/test_checkpoint.py."""
 
 from __future__ import annotations
 
@@ -18,11 +18,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reliability_helpers import copy_folder
 
-from neurofm.core import checkpoint
-from neurofm.core.builder import build_model, default_model_config
-from neurofm.core.checkpoint import load_pretrained
 from neurofm.core.data import open_dataset
-from neurofm.core.sealing import seal
+from neurofm.core.model import checkpoint
+from neurofm.core.model.builder import build_model
+from neurofm.core.model.checkpoint import load_pretrained
+from neurofm.core.model.presets import default_model_config
+from neurofm.core.storage.sealing import seal
 from neurofm.errors import NeurofmError
 
 FIXTURE_SETTINGS = settings(

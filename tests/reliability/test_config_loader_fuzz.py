@@ -16,8 +16,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from nested_paths import nested_paths
 
-from neurofm.core.builder import ExperimentConfig, default_model_config
 from neurofm.core.config import load_config_file
+from neurofm.core.model.presets import default_model_config
+from neurofm.core.training.config import ExperimentConfig
 from neurofm.errors import ConfigError
 
 VALID = {

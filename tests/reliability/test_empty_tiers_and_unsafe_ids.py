@@ -18,13 +18,15 @@ from hypothesis import strategies as st
 from reliability_helpers import INTERVALS, write_small_session
 
 from neurofm import registry
-from neurofm.core.builder import ModelConfig, TrainingConfig, build_model
 from neurofm.core.cli import main
 from neurofm.core.data import Interval, Session, open_dataset
 from neurofm.core.data.manifest import check_safe_id
+from neurofm.core.data.sources.common import safe_id
 from neurofm.core.data.windows import WindowSampler
-from neurofm.core.sources.common import safe_id
+from neurofm.core.model.builder import build_model
+from neurofm.core.model.config import ModelConfig
 from neurofm.core.training import Trainer
+from neurofm.core.training.config import TrainingConfig
 from neurofm.errors import DataError, SessionFormatError
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "plugins" / "sources"))

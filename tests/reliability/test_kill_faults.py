@@ -1,7 +1,7 @@
 """Processes killed with SIGKILL in the middle of ``neurofm simulate`` and ``neurofm import`` leave
 nothing at the output path; what they leave beside it is a hidden ``.partial-*`` folder that readers
 ignore, and running the command again succeeds. Kills during checkpoint saves and training are in
-tests/core/test_checkpoint.py and tests/core/training/test_resume.py."""
+tests/core/model/test_checkpoint.py and tests/core/training/test_resume.py."""
 
 from __future__ import annotations
 

@@ -13,9 +13,11 @@ import pytest
 import torch
 from reliability_helpers import units
 
-from neurofm.core.builder import ModelConfig, TrainingConfig, build_model
 from neurofm.core.data import Interval, Session, StreamInput, write_session
+from neurofm.core.model.builder import build_model
+from neurofm.core.model.config import ModelConfig
 from neurofm.core.training import Trainer
+from neurofm.core.training.config import TrainingConfig
 from neurofm.core.training.monitor import LossMonitor
 from neurofm.errors import NeurofmError
 

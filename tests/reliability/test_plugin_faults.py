@@ -13,10 +13,11 @@ import torch
 from reliability_helpers import write_small_session
 
 from neurofm import registry
-from neurofm.core.builder import ModelConfig, build_model
 from neurofm.core.data import open_dataset
 from neurofm.core.data.windows import load_window
-from neurofm.core.tasks import PRESETS
+from neurofm.core.model.builder import build_model
+from neurofm.core.model.config import ModelConfig
+from neurofm.core.tokens.tasks import PRESETS
 
 PLUGIN = '''
 from typing import Literal

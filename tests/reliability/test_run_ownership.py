@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "core" / "training"))
 from training_helpers import experiment
 
 from neurofm.core.cli import main
-from neurofm.core.sealing import seal
+from neurofm.core.storage.sealing import seal
 from neurofm.core.training.state import FORMAT as STATE_FORMAT
 
 STEPS = 4
@@ -102,9 +102,11 @@ def test_cleanup_follows_the_runs_history_and_keeps_the_state_just_written(
     import torch
     from reliability_helpers import write_small_session
 
-    from neurofm.core.builder import ModelConfig, TrainingConfig, build_model
     from neurofm.core.data import Session
+    from neurofm.core.model.builder import build_model
+    from neurofm.core.model.config import ModelConfig
     from neurofm.core.training import Trainer
+    from neurofm.core.training.config import TrainingConfig
     from neurofm.core.training.state import latest_state
 
     sessions = [Session.open(write_small_session(tmp_path / "data"))]
@@ -150,7 +152,7 @@ def test_stale_temporaries_of_killed_writers_are_removed_at_start(
 
 _HOLD_LOCK = """
 import sys, time
-from neurofm.core.lock import FolderLock
+from neurofm.core.storage.lock import FolderLock
 lock = FolderLock(sys.argv[1], command="holder")
 lock.acquire()
 print("locked", flush=True)
@@ -159,7 +161,7 @@ time.sleep(120)
 
 
 def test_a_lock_held_by_a_live_process_refuses_a_second_writer(tmp_path: Path) -> None:
-    from neurofm.core.lock import FolderLock, LockedError
+    from neurofm.core.storage.lock import FolderLock, LockedError
 
     holder = start_python(_HOLD_LOCK, str(tmp_path / "out"))
     try:
@@ -172,7 +174,7 @@ def test_a_lock_held_by_a_live_process_refuses_a_second_writer(tmp_path: Path) -
 
 
 def test_a_stale_lock_of_a_killed_process_is_reported_then_taken_over(tmp_path: Path) -> None:
-    from neurofm.core.lock import FolderLock, lock_path
+    from neurofm.core.storage.lock import FolderLock, lock_path
 
     holder = start_python(_HOLD_LOCK, str(tmp_path / "out"))
     assert holder.stdout.readline().strip() == "locked"
@@ -349,9 +351,11 @@ def test_a_stream_in_some_sessions_only_is_reported_once(
     import torch
     from reliability_helpers import write_small_session
 
-    from neurofm.core.builder import ModelConfig, TrainingConfig, build_model
     from neurofm.core.data import open_dataset
+    from neurofm.core.model.builder import build_model
+    from neurofm.core.model.config import ModelConfig
     from neurofm.core.training import Trainer
+    from neurofm.core.training.config import TrainingConfig
 
     write_small_session(tmp_path, "s0")
     session = write_small_session(tmp_path, "s1")
@@ -413,7 +417,7 @@ def test_an_interrupted_dataset_overwrite_is_reported_by_name(tmp_path: Path) ->
 
 
 def test_a_manifest_entry_that_is_not_a_mapping_is_an_error(finished: tuple[Path, Path]) -> None:
-    from neurofm.core.checkpoint import load_pretrained
+    from neurofm.core.model.checkpoint import load_pretrained
     from neurofm.errors import NeurofmError
 
     config, out = finished

@@ -14,7 +14,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from neurofm import ModalityEncoder, PluginConfig, StreamTensor, Tokens
-from neurofm.core.tokenization import series_tokens
+from neurofm.core.tokens.tokenization import series_tokens
 
 __all__ = ["TailConfig", "TailEncoder"]
 

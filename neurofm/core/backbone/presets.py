@@ -18,7 +18,9 @@ import warnings
 from collections.abc import Callable
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import model_validator
+
+from neurofm.core.config import StrictModel
 
 __all__ = [
     "DEPRECATED_ALIASES", "PRESETS", "BackboneConfig", "get_preset", "preset_1_6m", "preset_7m",
@@ -26,7 +28,7 @@ __all__ = [
 ]  # fmt: skip
 
 
-class BackboneConfig(BaseModel):
+class BackboneConfig(StrictModel):
     """Numbers that fully specify a :class:`~neurofm.core.backbone.perceiver.PerceiverIO`.
 
     Attributes:
@@ -47,8 +49,6 @@ class BackboneConfig(BaseModel):
             input tokens overlapping ``[t - decoder_lookback_s, t_end)``; None: all of its sample's.
         compile: ``torch.compile`` the per-token compute of each block.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     d_model: int = 64
     n_heads: int = 4

@@ -32,14 +32,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from neurofm.core.config import StrictModel
 from neurofm.core.data.session import Session
 from neurofm.core.data.windows import normalise_stream
 
 __all__ = ["CNNBaseline", "CNNConfig", "CNNPredictor", "fit_cnn_baseline"]
 
 
-@dataclass(frozen=True)
-class CNNConfig:
+class CNNConfig(StrictModel):
     """Sizes and optimisation of the CNN baseline (see the module docstring)."""
 
     channels: int = 16

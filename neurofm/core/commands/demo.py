@@ -11,13 +11,14 @@ from pathlib import Path
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from neurofm.core.builder import TrainingConfig, default_model_config
     from neurofm.core.commands.evaluate import evaluate_and_report
     from neurofm.core.commands.train import train_and_save
     from neurofm.core.data import open_dataset
     from neurofm.core.data.simulate_to_disk import simulate_to_disk
     from neurofm.core.data.simulation import SimulationConfig
     from neurofm.core.evaluation.evaluate import DEFAULT_TASKS
+    from neurofm.core.model.presets import default_model_config
+    from neurofm.core.training.config import TrainingConfig
 
     torch.manual_seed(args.seed)
     start = time.perf_counter()
@@ -91,7 +92,7 @@ def claim_demo_folder(out: Path) -> bool:
     ignored.
     """
     from neurofm import __version__
-    from neurofm.core.files import atomic_write_text
+    from neurofm.core.storage.files import atomic_write_text
     from neurofm.errors import NeurofmError
 
     replacing = False
@@ -144,7 +145,7 @@ def _seconds_per_step(model_config, sessions, training, window_s: float) -> floa
     import gc
     import statistics
 
-    from neurofm.core.builder import build_model
+    from neurofm.core.model.builder import build_model
     from neurofm.core.training import Trainer
 
     model = build_model(model_config, sessions)

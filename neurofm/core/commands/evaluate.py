@@ -45,9 +45,9 @@ def default_report_folder(checkpoint: Path) -> Path:
 
 def run(args: argparse.Namespace) -> int:
 
-    from neurofm.core.checkpoint import load_checkpoint
     from neurofm.core.data import open_dataset
     from neurofm.core.evaluation.evaluate import DEFAULT_TASKS
+    from neurofm.core.model.checkpoint import load_checkpoint
 
     loaded = load_checkpoint(args.checkpoint)
     model, meta = loaded.model, loaded.meta
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
             f"sessions {unknown} are not in the checkpoint's vocabulary "
             f"({sorted(model.session_units)}); fine-tune the model to them first"
         )
-    from neurofm.core.tasks import PRESETS
+    from neurofm.core.tokens.tasks import PRESETS
 
     tasks = [t.strip() for t in args.tasks.split(",")] if args.tasks else list(DEFAULT_TASKS)
     unknown_tasks = [t for t in tasks if t not in PRESETS]

@@ -11,12 +11,12 @@ from pathlib import Path
 
 
 def run(args: argparse.Namespace) -> int:
-    from neurofm.core.builder import TrainingConfig
-    from neurofm.core.checkpoint import load_checkpoint, save_pretrained
     from neurofm.core.commands.train import default_state_dir, note
     from neurofm.core.data import open_dataset
-    from neurofm.core.lock import FolderLock
+    from neurofm.core.model.checkpoint import load_checkpoint, save_pretrained
+    from neurofm.core.storage.lock import FolderLock
     from neurofm.core.training import finetune, resolve_device
+    from neurofm.core.training.config import TrainingConfig
     from neurofm.core.training.run import prepare_run_folders, run_fingerprint
 
     loaded = load_checkpoint(args.checkpoint)
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
 def loaded_weights_hash(path: Path) -> str | None:
     """The sha256 of a checkpoint's weights as its (verified) manifest records it."""
-    from neurofm.core.sealing import read_json
+    from neurofm.core.storage.sealing import read_json
 
     files = read_json(path / "manifest.json").get("files", {})
     return files.get("weights.safetensors", {}).get("sha256")

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from neurofm.core.builder import ExperimentConfig
     from neurofm.core.data import Session
+    from neurofm.core.training.config import ExperimentConfig
 
 
 def default_state_dir(out: Path) -> Path:
@@ -52,9 +52,9 @@ def train_and_save(
     import torch
     import torch.distributed as dist
 
-    from neurofm.core.builder import build_model
-    from neurofm.core.checkpoint import save_pretrained
     from neurofm.core.data.validation import hold_out_validation, validation_note
+    from neurofm.core.model.builder import build_model
+    from neurofm.core.model.checkpoint import save_pretrained
     from neurofm.core.training import Trainer, resolve_device
     from neurofm.core.training.distributed import init_distributed
     from neurofm.core.training.state import latest_state
@@ -136,11 +136,11 @@ def note(command: str, text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from neurofm.core.builder import ExperimentConfig
     from neurofm.core.config import load_config_file
     from neurofm.core.data import open_dataset
     from neurofm.core.data.coverage import check_stream_coverage
-    from neurofm.core.lock import FolderLock
+    from neurofm.core.storage.lock import FolderLock
+    from neurofm.core.training.config import ExperimentConfig
     from neurofm.core.training.run import prepare_run_folders
 
     config = load_config_file(args.config, ExperimentConfig)

@@ -286,7 +286,7 @@ class Session:
 
 def open_dataset(root: str | Path, session_ids: list[str] | None = None) -> list[Session]:
     """Open every session folder directly under ``root`` (hidden/partial folders are ignored)."""
-    from neurofm.core.folders import describe, folder_format, hint
+    from neurofm.core.storage.folders import describe, folder_format, hint
 
     root = Path(root)
     if (root / MANIFEST_NAME).is_file():

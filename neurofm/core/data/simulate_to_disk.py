@@ -8,8 +8,8 @@ from pathlib import Path
 from neurofm.core.data.session import UnitTable
 from neurofm.core.data.simulation import SimulationConfig, simulate_session
 from neurofm.core.data.writer import StreamInput, write_session
-from neurofm.core.files import atomic_directory, atomic_write_text, remove_stale_temporaries
 from neurofm.core.progress import progress as progress_bar
+from neurofm.core.storage.files import atomic_directory, atomic_write_text, remove_stale_temporaries
 from neurofm.errors import DiskFullError
 
 __all__ = ["simulate_to_disk"]

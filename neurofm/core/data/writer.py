@@ -21,7 +21,7 @@ from neurofm.core.data.manifest import (
 )
 from neurofm.core.data.rates import stream_rate
 from neurofm.core.data.session import MANIFEST_NAME, UnitTable
-from neurofm.core.files import atomic_directory, disk_full_guard
+from neurofm.core.storage.files import atomic_directory, disk_full_guard
 from neurofm.errors import SessionFormatError
 
 __all__ = ["StreamInput", "compute_statistics", "write_session"]

@@ -27,9 +27,9 @@ from neurofm.core.data.session import Session
 from neurofm.core.data.windows import load_window, normalise_stream, tile_intervals
 from neurofm.core.evaluation.accumulate import PredictorState, StreamMetrics, finish, pool
 from neurofm.core.evaluation.metric_names import REPEAT_METRICS, head_metric_names
-from neurofm.core.model import NeuroFM
+from neurofm.core.model.neurofm import NeuroFM
 from neurofm.core.progress import progress as progress_bar
-from neurofm.core.tasks import PRESETS, TaskSpec, get_task, rule_for
+from neurofm.core.tokens.tasks import PRESETS, TaskSpec, get_task, rule_for
 
 __all__ = [
     "DEFAULT_TASKS",

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from neurofm.core.evaluation.evaluate import EvaluationResult
-from neurofm.core.files import atomic_write_text
+from neurofm.core.storage.files import atomic_write_text
 
 __all__ = ["BASELINES", "format_table", "panel_grid", "write_report"]
 

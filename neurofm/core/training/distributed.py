@@ -22,8 +22,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from neurofm.core.data.windows import WindowSample
-from neurofm.core.model import NeuroFM
-from neurofm.core.tasks import TaskSpec
+from neurofm.core.model.neurofm import NeuroFM
+from neurofm.core.tokens.tasks import TaskSpec
 
 __all__ = [
     "DistInfo",
@@ -97,7 +97,7 @@ def all_reduce_max(value: float, device: torch.device) -> float:
 
 class TrainStep(nn.Module):
     """The unit DDP/FSDP wrap: runs the model and returns the sum of per-target mean losses
-    (in training mode plus the model's :meth:`~neurofm.core.model.NeuroFM.penalty` per target).
+    (in training mode plus the model's :meth:`~neurofm.core.model.neurofm.NeuroFM.penalty` per target).
 
     Returns ``(loss_total, n_targets)``; the trainer divides by the number of targets over all
     ranks, so the loss (and gradient) is the mean over the global batch whatever its split.

@@ -18,9 +18,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from neurofm.core.builder import TrainingConfig, session_units, stream_statistics
 from neurofm.core.data.session import Session
-from neurofm.core.model import NeuroFM
+from neurofm.core.model.builder import session_units, stream_statistics
+from neurofm.core.model.neurofm import NeuroFM
+from neurofm.core.training.config import TrainingConfig
 from neurofm.core.training.trainer import Trainer, TrainResult
 from neurofm.errors import NeurofmError
 
@@ -72,7 +73,7 @@ def finetune(
     """Fine-tune ``model`` to ``new_sessions`` for ``config.steps`` steps (single process).
 
     Args:
-        model: a trained model (e.g. from :func:`~neurofm.core.checkpoint.load_pretrained`).
+        model: a trained model (e.g. from :func:`~neurofm.core.model.checkpoint.load_pretrained`).
         config: optimisation settings of the fine-tuning run.
         new_sessions: sessions (usually of new animals) to train on.
         window_s: window duration (seconds).

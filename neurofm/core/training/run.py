@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from neurofm.core.data.session import Session
-from neurofm.core.files import atomic_write_text, remove_stale_temporaries
-from neurofm.core.sealing import read_json
+from neurofm.core.storage.files import atomic_write_text, remove_stale_temporaries
+from neurofm.core.storage.sealing import read_json
 from neurofm.errors import NeurofmError
 
 __all__ = [

@@ -42,7 +42,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from neurofm.core.data.session import Session
-from neurofm.core.model import NeuroFM
+from neurofm.core.model.neurofm import NeuroFM
 from neurofm.errors import NeurofmError
 
 __all__ = ["SessionShards", "assign_sessions", "session_parameter_names"]

@@ -6,7 +6,7 @@ A state root holds one folder per save and a pointer to the newest::
                             state.json, manifest.json (sha256 of each file)
     <root>/latest           "step-00000040" (replaced atomically after the folder is complete)
 
-Each folder is written with :func:`~neurofm.core.files.atomic_directory` and the pointer with an
+Each folder is written with :func:`~neurofm.core.storage.files.atomic_directory` and the pointer with an
 atomic rename, so a process killed at any moment leaves the previous state loadable. After a save
 only the folder just written and the one ``latest`` named before it are kept (the run's own
 history, not the highest step numbers). ``latest`` must name a ``step-NNNNNNNN`` folder inside the
@@ -37,8 +37,8 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from neurofm.core.files import atomic_directory, atomic_write_text, disk_full_guard
-from neurofm.core.sealing import read_json, seal, verify
+from neurofm.core.storage.files import atomic_directory, atomic_write_text, disk_full_guard
+from neurofm.core.storage.sealing import read_json, seal, verify
 from neurofm.errors import NeurofmError
 
 __all__ = [

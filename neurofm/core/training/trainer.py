@@ -20,14 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neurofm.core.builder import TrainingConfig
 from neurofm.core.data.coverage import check_stream_coverage
-from neurofm.core.data.loader import TrainLoader, task_rng
 from neurofm.core.data.session import Session
 from neurofm.core.data.windows import load_window, tile_intervals
-from neurofm.core.model import NeuroFM
+from neurofm.core.model.neurofm import NeuroFM
 from neurofm.core.progress import progress as progress_bar
-from neurofm.core.tasks import TaskSampler, TaskSpec
+from neurofm.core.tokens.tasks import TaskSampler, TaskSpec
+from neurofm.core.training.config import TrainingConfig
 from neurofm.core.training.distributed import (
     DistInfo,
     TrainStep,
@@ -35,6 +34,7 @@ from neurofm.core.training.distributed import (
     all_reduce_sum,
     wrap_for_training,
 )
+from neurofm.core.training.loader import TrainLoader, task_rng
 from neurofm.core.training.monitor import LossMonitor
 from neurofm.core.training.sharding import SessionShards
 from neurofm.errors import NeurofmError

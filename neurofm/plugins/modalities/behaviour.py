@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 from neurofm.core.config import PluginConfig
 from neurofm.core.interfaces import ModalityEncoder, StreamTensor, Tokens
-from neurofm.core.tokenization import series_tokens, series_tokens_batch
+from neurofm.core.tokens.tokenization import series_tokens, series_tokens_batch
 
 __all__ = ["BehaviourConfig", "BehaviourEncoder", "behaviour_encoder"]
 

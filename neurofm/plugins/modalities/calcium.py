@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from neurofm.core.config import PluginConfig
 from neurofm.core.interfaces import ModalityEncoder, StreamTensor, Tokens
-from neurofm.core.tokenization import (
+from neurofm.core.tokens.tokenization import (
     check_unit_stream,
     patch_spans,
     same_length_groups,

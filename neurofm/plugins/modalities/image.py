@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from neurofm.core.config import PluginConfig
 from neurofm.core.interfaces import ModalityEncoder, StreamTensor, Tokens
-from neurofm.core.tokenization import frames_hwc, patch_grid
+from neurofm.core.tokens.tokenization import frames_hwc, patch_grid
 
 __all__ = ["ImageConfig", "ImageEncoder"]
 

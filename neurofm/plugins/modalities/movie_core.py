@@ -1,7 +1,7 @@
 """Movie encoder with a shared convolutional core: positioned features for the stimulus path and
 pooled tokens for the backbone.
 
-The frames of every sample of a batch go through one :class:`~neurofm.core.conv_core.
+The frames of every sample of a batch go through one :class:`~neurofm.core.tokens.conv_core.
 FactorisedCore` call (spatial conv, causal temporal conv, batch norm, ELU per block). Its output
 at each frame is the sample's :class:`~neurofm.FeatureMap` over the screen, which a retinotopic
 readout samples at each neuron's place. For the backbone (the context path) the same features are
@@ -19,7 +19,6 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from neurofm.core.config import PluginConfig
-from neurofm.core.conv_core import CoreConfig, FactorisedCore
 from neurofm.core.interfaces import (
     FeatureMap,
     PositionedOutput,
@@ -27,7 +26,8 @@ from neurofm.core.interfaces import (
     StreamTensor,
     Tokens,
 )
-from neurofm.core.tokenization import frames_hwc, same_length_groups
+from neurofm.core.tokens.conv_core import CoreConfig, FactorisedCore
+from neurofm.core.tokens.tokenization import frames_hwc, same_length_groups
 
 __all__ = ["MovieCoreConfig", "MovieCoreEncoder"]
 

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from neurofm.core.config import PluginConfig, StrictModel
 from neurofm.core.interfaces import ModalityEncoder, StreamTensor, Tokens
-from neurofm.core.tokenization import series_tokens
+from neurofm.core.tokens.tokenization import series_tokens
 
 __all__ = ["GRATING_PARAMETERS", "ParameterSpec", "ParametricConfig", "ParametricEncoder"]
 

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from neurofm.core.config import PluginConfig
 from neurofm.core.interfaces import ModalityEncoder, StreamTensor, Tokens
-from neurofm.core.tokenization import check_unit_stream
+from neurofm.core.tokens.tokenization import check_unit_stream
 
 __all__ = ["SpikesConfig", "SpikesEncoder"]
 

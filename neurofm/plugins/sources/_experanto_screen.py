@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from neurofm.core.data.manifest import Interval, Tier
+from neurofm.core.data.sources import ImportSummary, SourceFormatError
+from neurofm.core.data.sources.common import load_npy, read_yaml, resolve_tier, scratch_array
 from neurofm.core.data.writer import StreamInput
-from neurofm.core.sources import ImportSummary, SourceFormatError
-from neurofm.core.sources.common import load_npy, read_yaml, resolve_tier, scratch_array
 
 __all__ = ["read_screen"]
 

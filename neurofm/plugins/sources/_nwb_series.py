@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 
+from neurofm.core.data.sources import ImportSummary, SourceFormatError
+from neurofm.core.data.sources.common import find_name, find_pupil_size, pupil_with_derivative
 from neurofm.core.data.writer import StreamInput
-from neurofm.core.sources import ImportSummary, SourceFormatError
-from neurofm.core.sources.common import find_name, find_pupil_size, pupil_with_derivative
 
 __all__ = ["SeriesReader", "series_times", "stated_rate", "where"]
 

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from neurofm.core.data.session import UnitTable
-from neurofm.core.sources import ImportSummary, SourceFormatError
+from neurofm.core.data.sources import ImportSummary, SourceFormatError
 
 __all__ = ["MASK_COLUMNS", "read_units"]
 

@@ -25,11 +25,8 @@ from pydantic import Field
 from neurofm.core.config import PluginConfig
 from neurofm.core.data.manifest import Interval, Tier
 from neurofm.core.data.session import UnitTable
-from neurofm.core.data.writer import StreamInput, write_session
-from neurofm.core.files import atomic_directory
-from neurofm.core.progress import progress as progress_bar
-from neurofm.core.sources import ImportSummary, Source, SourceFormatError
-from neurofm.core.sources.common import (
+from neurofm.core.data.sources import ImportSummary, Source, SourceFormatError
+from neurofm.core.data.sources.common import (
     DEFAULT_GAZE_X_NAMES,
     DEFAULT_GAZE_Y_NAMES,
     DEFAULT_PUPIL_DERIVATIVE_NAMES,
@@ -45,6 +42,9 @@ from neurofm.core.sources.common import (
     resolve_rates,
     safe_id,
 )
+from neurofm.core.data.writer import StreamInput, write_session
+from neurofm.core.progress import progress as progress_bar
+from neurofm.core.storage.files import atomic_directory
 
 __all__ = ["ExperantoConfig", "ExperantoSource"]
 

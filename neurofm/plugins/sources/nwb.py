@@ -30,11 +30,8 @@ from pydantic import Field
 from neurofm.core.config import PluginConfig
 from neurofm.core.data.manifest import Interval, Tier
 from neurofm.core.data.rates import estimate_rate
-from neurofm.core.data.writer import StreamInput, write_session
-from neurofm.core.files import atomic_directory
-from neurofm.core.progress import progress as progress_bar
-from neurofm.core.sources import ImportSummary, Source, SourceFormatError
-from neurofm.core.sources.common import (
+from neurofm.core.data.sources import ImportSummary, Source, SourceFormatError
+from neurofm.core.data.sources.common import (
     DEFAULT_PUPIL_SIZE_NAMES,
     DEFAULT_TIER_ALIASES,
     describe_session,
@@ -44,6 +41,9 @@ from neurofm.core.sources.common import (
     safe_id,
     scratch_array,
 )
+from neurofm.core.data.writer import StreamInput, write_session
+from neurofm.core.progress import progress as progress_bar
+from neurofm.core.storage.files import atomic_directory
 from neurofm.errors import NeurofmError
 from neurofm.plugins.sources._nwb_series import SeriesReader, series_times, stated_rate, where
 from neurofm.plugins.sources._nwb_units import read_units

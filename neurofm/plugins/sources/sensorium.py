@@ -29,11 +29,8 @@ from pydantic import Field
 from neurofm.core.config import PluginConfig
 from neurofm.core.data.manifest import Interval, Tier
 from neurofm.core.data.session import UnitTable
-from neurofm.core.data.writer import StreamInput, write_session
-from neurofm.core.files import atomic_directory
-from neurofm.core.progress import progress as progress_bar
-from neurofm.core.sources import ImportSummary, Source, SourceFormatError
-from neurofm.core.sources.common import (
+from neurofm.core.data.sources import ImportSummary, Source, SourceFormatError
+from neurofm.core.data.sources.common import (
     DEFAULT_TIER_ALIASES,
     animal_from_name,
     describe_session,
@@ -43,6 +40,9 @@ from neurofm.core.sources.common import (
     safe_id,
     scratch_array,
 )
+from neurofm.core.data.writer import StreamInput, write_session
+from neurofm.core.progress import progress as progress_bar
+from neurofm.core.storage.files import atomic_directory
 
 __all__ = ["SensoriumConfig", "SensoriumSource"]
 

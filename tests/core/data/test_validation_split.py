@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neurofm.core.builder import DataConfig, TrainingConfig, default_model_config
 from neurofm.core.commands.train import train_and_save
 from neurofm.core.data import Session, open_dataset
 from neurofm.core.data.validation import hold_out_validation
+from neurofm.core.model.presets import default_model_config
+from neurofm.core.training.config import DataConfig, TrainingConfig
 
 
 def _without_validation(sessions: list[Session]) -> list[Session]:

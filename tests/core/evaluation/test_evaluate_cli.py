@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from neurofm.core.builder import TrainingConfig, default_model_config
 from neurofm.core.cli import main
 from neurofm.core.commands.train import train_and_save
 from neurofm.core.data import open_dataset
 from neurofm.core.data.manifest import Interval
 from neurofm.core.evaluation.evaluate import stimulus_order
-from neurofm.core.tasks import PRESETS
+from neurofm.core.model.presets import default_model_config
+from neurofm.core.tokens.tasks import PRESETS
+from neurofm.core.training.config import TrainingConfig
 
 
 @pytest.fixture

@@ -15,13 +15,15 @@ from pydantic import Field
 from torch import Tensor
 
 from neurofm import registry
-from neurofm.core.builder import ModelConfig, build_model, default_model_config
 from neurofm.core.config import PluginConfig
 from neurofm.core.data import open_dataset
 from neurofm.core.evaluation.evaluate import evaluate
 from neurofm.core.evaluation.metric_names import known_metric_names
 from neurofm.core.evaluation.report import write_report
 from neurofm.core.interfaces import Head
+from neurofm.core.model.builder import build_model
+from neurofm.core.model.config import ModelConfig
+from neurofm.core.model.presets import default_model_config
 from neurofm.errors import InvalidPluginError
 
 WINDOW_S = 1.0

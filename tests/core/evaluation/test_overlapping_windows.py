@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from neurofm.core.builder import build_model, default_model_config
 from neurofm.core.data import open_dataset
 from neurofm.core.data.windows import tile_intervals
 from neurofm.core.evaluation.evaluate import evaluate, whole_window_task
-from neurofm.core.tasks import PRESETS
+from neurofm.core.model.builder import build_model
+from neurofm.core.model.presets import default_model_config
+from neurofm.core.tokens.tasks import PRESETS
 
 WINDOW_S = 1.0
 

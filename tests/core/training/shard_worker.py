@@ -15,9 +15,9 @@ import torch
 from safetensors.torch import save_file
 from training_helpers import stimulus_model
 
-from neurofm.core.builder import TrainingConfig
 from neurofm.core.data import open_dataset
 from neurofm.core.training import Trainer
+from neurofm.core.training.config import TrainingConfig
 from neurofm.core.training.distributed import init_distributed
 from neurofm.core.training.sharding import SessionShards, session_parameter_names
 

@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from neurofm.core.builder import TrainingConfig, build_model, default_model_config
 from neurofm.core.data import open_dataset
+from neurofm.core.model.builder import build_model
+from neurofm.core.model.presets import default_model_config
 from neurofm.core.training import Trainer
+from neurofm.core.training.config import TrainingConfig
 
 
 @pytest.mark.slow  # a few seconds of compilation

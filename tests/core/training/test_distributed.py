@@ -9,7 +9,7 @@ import pytest
 from safetensors.torch import load_file
 from training_helpers import experiment, run_cli, write_experiment
 
-from neurofm.core.builder import default_model_config
+from neurofm.core.model.presets import default_model_config
 
 
 @pytest.mark.slow

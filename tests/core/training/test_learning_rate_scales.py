@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from training_helpers import stimulus_model
 
-from neurofm.core.builder import TrainingConfig
 from neurofm.core.data import open_dataset
 from neurofm.core.training import Trainer
+from neurofm.core.training.config import TrainingConfig
 from neurofm.core.training.trainer import parameter_groups
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from neurofm.core.data import open_dataset
-from neurofm.core.data.loader import TrainLoader
+from neurofm.core.training.loader import TrainLoader
 
 NORM = {"movie": "zscore", "pupil": "zscore", "running": "zscore", "calcium": "scale"}
 TASKS = {"forecast": 1.0, "behaviour_from_responses": 1.0, "responses_from_stimulus": 1.0,

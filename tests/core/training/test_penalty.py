@@ -8,12 +8,14 @@ import numpy as np
 import torch
 from training_helpers import stimulus_model
 
-from neurofm.core.builder import TrainingConfig, build_model, default_model_config
-from neurofm.core.conv_core import CoreConfig, FactorisedCore
 from neurofm.core.data import open_dataset
 from neurofm.core.data.windows import WindowSampler, load_window
-from neurofm.core.tasks import get_task
+from neurofm.core.model.builder import build_model
+from neurofm.core.model.presets import default_model_config
+from neurofm.core.tokens.conv_core import CoreConfig, FactorisedCore
+from neurofm.core.tokens.tasks import get_task
 from neurofm.core.training import Trainer
+from neurofm.core.training.config import TrainingConfig
 from neurofm.core.training.distributed import TrainStep
 
 

@@ -15,8 +15,8 @@ import torch
 from safetensors.torch import load_file
 from training_helpers import cli_env, run_cli, stimulus_model, write_experiment
 
-from neurofm.core.checkpoint import load_checkpoint
 from neurofm.core.data import open_dataset
+from neurofm.core.model.checkpoint import load_checkpoint
 from neurofm.core.training.sharding import SessionShards, assign_sessions, session_parameter_names
 from neurofm.errors import NeurofmError
 

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import torch
 
-from neurofm.core.builder import ModelConfig, build_model, default_model_config
-from neurofm.core.model import NeuroFM
+from neurofm.core.model.builder import build_model
+from neurofm.core.model.config import ModelConfig
+from neurofm.core.model.neurofm import NeuroFM
+from neurofm.core.model.presets import default_model_config
 
 
 def stimulus_model(sessions, readout: dict | None = None, core: dict | None = None) -> NeuroFM:

@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 
 from neurofm import registry
-from neurofm.core.builder import ModelConfig, TrainingConfig, build_model
 from neurofm.core.data import StreamInput, UnitTable, open_dataset, write_session
+from neurofm.core.model.builder import build_model
+from neurofm.core.model.config import ModelConfig
+from neurofm.core.training.config import TrainingConfig
 from neurofm.core.training.trainer import Trainer
 from neurofm.testing import check_plugin
 

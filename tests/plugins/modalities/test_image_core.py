@@ -7,13 +7,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from neurofm.core.builder import ModelConfig, build_model, default_model_config
 from neurofm.core.data import open_dataset
 from neurofm.core.data.simulate_to_disk import simulate_to_disk
 from neurofm.core.data.simulation import SimulationConfig
 from neurofm.core.data.windows import WindowSampler, load_window
 from neurofm.core.interfaces import StreamTensor
-from neurofm.core.tasks import get_task
+from neurofm.core.model.builder import build_model
+from neurofm.core.model.config import ModelConfig
+from neurofm.core.model.presets import default_model_config
+from neurofm.core.tokens.tasks import get_task
 from neurofm.plugins.modalities.image_core import ImageCoreConfig, ImageCoreEncoder
 from neurofm.testing import check_modality
 

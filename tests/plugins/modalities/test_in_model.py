@@ -9,13 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from neurofm.core.builder import ModelConfig, TrainingConfig, build_model
 from neurofm.core.data import StreamInput, UnitTable, open_dataset, write_session
 from neurofm.core.data.simulation import SimulationConfig, simulate_session
 from neurofm.core.data.windows import load_window
 from neurofm.core.data.writer import compute_statistics
 from neurofm.core.evaluation.evaluate import evaluate
-from neurofm.core.tasks import StreamRule, TaskSpec, get_task
+from neurofm.core.model.builder import build_model
+from neurofm.core.model.config import ModelConfig
+from neurofm.core.tokens.tasks import StreamRule, TaskSpec, get_task
+from neurofm.core.training.config import TrainingConfig
 from neurofm.core.training.trainer import Trainer
 
 SIM = SimulationConfig.tiny().model_copy(update={"stimulus": "mixed", "include_spikes": True})

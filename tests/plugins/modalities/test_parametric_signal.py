@@ -9,11 +9,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neurofm.core.builder import ModelConfig, TrainingConfig, build_model
 from neurofm.core.data import StreamInput, UnitTable, open_dataset, write_session
 from neurofm.core.data.windows import WindowSample
 from neurofm.core.interfaces import StreamTensor
-from neurofm.core.tasks import get_task
+from neurofm.core.model.builder import build_model
+from neurofm.core.model.config import ModelConfig
+from neurofm.core.tokens.tasks import get_task
+from neurofm.core.training.config import TrainingConfig
 from neurofm.core.training.trainer import Trainer
 from neurofm.insilico import ModelProbe, tuning_curves
 from neurofm.insilico.stimuli import Gratings, GratingsConfig

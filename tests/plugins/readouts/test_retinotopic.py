@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from neurofm.core.builder import ModelConfig, build_model, default_model_config
 from neurofm.core.data import open_dataset
 from neurofm.core.data.windows import WindowSampler, load_window
 from neurofm.core.interfaces import SessionUnits
-from neurofm.core.tasks import get_task
+from neurofm.core.model.builder import build_model
+from neurofm.core.model.config import ModelConfig
+from neurofm.core.model.presets import default_model_config
+from neurofm.core.tokens.tasks import get_task
 from neurofm.plugins.readouts.retinotopic import RetinotopicConfig, RetinotopicReadout
 from neurofm.testing import check_modality, check_plugin
 
@@ -315,7 +317,7 @@ def test_sessions_of_one_animal_share_their_map() -> None:
 def test_animal_maps_and_squared_features_travel_with_the_checkpoint(
     tiny_data: Path, tmp_path: Path
 ) -> None:
-    from neurofm.core.model import NeuroFM
+    from neurofm.core.model.neurofm import NeuroFM
 
     data = _config().model_dump()
     data["readout"].update(map_sharing="animal", squared_features=True)

@@ -8,13 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from neurofm.core.builder import ModelConfig, build_model, default_model_config
 from neurofm.core.data import open_dataset
 from neurofm.core.data.simulate_to_disk import simulate_to_disk
 from neurofm.core.data.simulation import SimulationConfig
 from neurofm.core.data.windows import WindowSampler, load_window, tile_intervals
 from neurofm.core.evaluation.metrics import pearson_r
-from neurofm.core.tasks import StreamRule, TaskSpec, UnitIds
+from neurofm.core.model.builder import build_model
+from neurofm.core.model.config import ModelConfig
+from neurofm.core.model.presets import default_model_config
+from neurofm.core.tokens.tasks import StreamRule, TaskSpec, UnitIds
 
 WINDOW_S = 1.0
 

@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from neurofm.core.builder import ModelConfig, TrainingConfig, build_model
 from neurofm.core.data import open_dataset
+from neurofm.core.model.builder import build_model
+from neurofm.core.model.config import ModelConfig
 from neurofm.core.training import Trainer
+from neurofm.core.training.config import TrainingConfig
 
 T0 = 1_500_000_000.123456  # device clocks on epoch time
 RESP_HZ, EYE_HZ, TREAD_HZ, SCREEN_HZ = 8.1088, 20.19, 49.7, 30.0

@@ -13,7 +13,7 @@ from source_fixtures import SCREEN_TRIALS, make_experanto, train_two_steps
 from neurofm import registry
 from neurofm.core.cli import main
 from neurofm.core.data import Session
-from neurofm.core.sources import SourceFormatError
+from neurofm.core.data.sources import SourceFormatError
 
 
 @pytest.fixture(scope="module")

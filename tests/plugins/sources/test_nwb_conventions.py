@@ -11,7 +11,7 @@ from source_fixtures import T0
 
 from neurofm import registry
 from neurofm.core.data import Session
-from neurofm.core.sources import SourceFormatError
+from neurofm.core.data.sources import SourceFormatError
 
 pytestmark = pytest.mark.filterwarnings("ignore:The linked table for DynamicTableRegion")
 

@@ -10,7 +10,7 @@ from source_fixtures import make_sensorium, train_two_steps
 
 from neurofm import registry
 from neurofm.core.data import Session
-from neurofm.core.sources import SourceFormatError
+from neurofm.core.data.sources import SourceFormatError
 
 NAME = "dynamic29156-11-10-Video-8744edeac3b4"
 

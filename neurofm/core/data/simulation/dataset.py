@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from neurofm.core.config import StrictModel
 from neurofm.core.data.simulation.behaviour import BehaviourStyle, simulate_behaviour
 from neurofm.core.data.simulation.gratings import direction_gain, sample_direction_tuning
 from neurofm.core.data.simulation.neurons import (
@@ -66,7 +67,7 @@ _POPULATION_TRUTH = {
 }  # fmt: skip
 
 
-class SimulationConfig(BaseModel, extra="forbid", frozen=True):
+class SimulationConfig(StrictModel):
     """Everything that determines a simulated dataset; the same config gives identical arrays."""
 
     seed: int = Field(0, ge=0)

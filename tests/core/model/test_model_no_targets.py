@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from neurofm.core.builder import build_model, default_model_config
 from neurofm.core.data import open_dataset
 from neurofm.core.data.windows import load_window
-from neurofm.core.tasks import StreamRule, TaskSpec
+from neurofm.core.model.builder import build_model
+from neurofm.core.model.presets import default_model_config
+from neurofm.core.tokens.tasks import StreamRule, TaskSpec
 
 
 def test_batch_without_targets_gives_zero_loss_and_gradients_to_the_backbone(tiny_data) -> None:

@@ -13,14 +13,15 @@ import numpy as np
 import pytest
 import torch
 
-from neurofm.core import checkpoint
-from neurofm.core.builder import build_model, default_model_config
-from neurofm.core.checkpoint import load_pretrained, save_pretrained
 from neurofm.core.data import open_dataset
 from neurofm.core.data.windows import load_window
-from neurofm.core.model import NeuroFM
-from neurofm.core.sealing import seal
-from neurofm.core.tasks import PRESETS
+from neurofm.core.model import checkpoint
+from neurofm.core.model.builder import build_model
+from neurofm.core.model.checkpoint import load_pretrained, save_pretrained
+from neurofm.core.model.neurofm import NeuroFM
+from neurofm.core.model.presets import default_model_config
+from neurofm.core.storage.sealing import seal
+from neurofm.core.tokens.tasks import PRESETS
 from neurofm.errors import NeurofmError
 
 CONFIG = default_model_config("tiny", frame_size=(18, 32))
@@ -148,7 +149,8 @@ def test_failed_save_keeps_previous_checkpoint(saved, tmp_path, monkeypatch) -> 
 
 SAVE_LOOP = """
 import sys, torch
-from neurofm.core.builder import build_model, default_model_config
+from neurofm.core.model.builder import build_model
+from neurofm.core.model.presets import default_model_config
 from neurofm.core.data import open_dataset
 torch.manual_seed(0)
 model = build_model(default_model_config("7M", frame_size=(18, 32)), open_dataset(sys.argv[1]))

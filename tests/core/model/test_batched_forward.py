@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from neurofm.core.builder import build_model, default_model_config
 from neurofm.core.data import open_dataset
 from neurofm.core.data.windows import WindowSampler, load_window
-from neurofm.core.tasks import get_task
+from neurofm.core.model.builder import build_model
+from neurofm.core.model.presets import default_model_config
+from neurofm.core.tokens.tasks import get_task
 
 TASKS = ["responses_from_stimulus_behaviour", "forecast", "population_8", "population_half",
          "behaviour_from_responses", "causal_50_stimulus_behaviour", "responses_from_stimulus",

@@ -33,11 +33,11 @@ import numpy as np
 from safetensors.torch import load_file, save_file
 
 from neurofm import registry
-from neurofm.core.builder import ModelConfig
 from neurofm.core.config import validate_config
-from neurofm.core.files import atomic_directory, disk_full_guard
 from neurofm.core.interfaces import SessionUnits
-from neurofm.core.sealing import read_json, seal, verify
+from neurofm.core.model.config import ModelConfig
+from neurofm.core.storage.files import atomic_directory, disk_full_guard
+from neurofm.core.storage.sealing import read_json, seal, verify
 from neurofm.errors import NeurofmError, UnknownPluginError
 
 __all__ = [
@@ -204,7 +204,7 @@ def load_pretrained(path: str | Path) -> tuple[Any, ModelConfig]:
 def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
     """:func:`load_pretrained` that also returns ``meta.json`` and the folder read; the one
     loader every command reads checkpoints through (it recovers an interrupted overwrite)."""
-    from neurofm.core.builder import build_model_from_units
+    from neurofm.core.model.builder import build_model_from_units
 
     path = _recover(Path(path))
     verify(path, FORMAT, _FILES)

@@ -7,7 +7,7 @@ import os
 import stat
 from pathlib import Path
 
-from neurofm.core.files import atomic_directory, atomic_write_text
+from neurofm.core.storage.files import atomic_directory, atomic_write_text
 
 
 def test_atomic_files_and_folders_follow_the_umask(tmp_path: Path) -> None:

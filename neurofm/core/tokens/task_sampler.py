@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import model_validator
 
 from neurofm.core.config import StrictModel
-from neurofm.core.tasks import PRESETS, TaskSpec, causal_task, population_task
+from neurofm.core.tokens.tasks import PRESETS, TaskSpec, causal_task, population_task
 
 __all__ = ["PARAMETRIC", "ParametricTask", "TaskSampler"]
 

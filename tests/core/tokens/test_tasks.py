@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from neurofm.core.task_sampler import PARAMETRIC, ParametricTask, TaskSampler
-from neurofm.core.tasks import (
+from neurofm.core.tokens.task_sampler import PARAMETRIC, ParametricTask, TaskSampler
+from neurofm.core.tokens.tasks import (
     PRESETS,
     StreamRule,
     TaskSpec,

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from neurofm import NeuroFM, PerceiverIO, SessionUnits, get_preset
-from neurofm.core.builder import build_model, default_model_config
 from neurofm.core.data import open_dataset
+from neurofm.core.model.builder import build_model
+from neurofm.core.model.presets import default_model_config
 from neurofm.plugins.heads.poisson import PoissonConfig, PoissonHead
 from neurofm.plugins.heads.regression import RegressionConfig, RegressionHead
 from neurofm.plugins.modalities.calcium import CalciumConfig, CalciumEncoder

@@ -58,7 +58,7 @@ def verify(folder: Path, format_name: str, required: Iterable[str] = ()) -> None
             differs (changed or truncated), a file present but not listed (unknown), a required file
             not listed.
     """
-    from neurofm.core.folders import describe, hint
+    from neurofm.core.storage.folders import describe, hint
 
     checkpoint = format_name == "neurofm.checkpoint"
     if not (folder / MANIFEST).is_file():

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from neurofm.core.conv_core import CoreConfig, FactorisedCore
+from neurofm.core.tokens.conv_core import CoreConfig, FactorisedCore
 
 
 def _reference(core: FactorisedCore, x: torch.Tensor) -> torch.Tensor:

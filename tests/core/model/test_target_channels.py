@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from neurofm.core.builder import default_model_config, target_channels
 from neurofm.core.data import open_dataset
+from neurofm.core.model.builder import target_channels
+from neurofm.core.model.presets import default_model_config
 from neurofm.plugins.modalities.pupil import PupilEncoder
 from neurofm.plugins.modalities.running import RunningEncoder
 

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from neurofm.core.builder import build_model, default_model_config
 from neurofm.core.data import open_dataset
 from neurofm.core.data.windows import load_window
-from neurofm.core.tasks import get_task
+from neurofm.core.model.builder import build_model
+from neurofm.core.model.presets import default_model_config
+from neurofm.core.tokens.tasks import get_task
 from neurofm.plugins.heads.poisson import PoissonConfig, PoissonHead
 from neurofm.plugins.heads.regression import RegressionConfig, RegressionHead
 

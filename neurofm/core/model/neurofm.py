@@ -34,7 +34,7 @@ from neurofm.core.interfaces import (
     StimulusView,
     StreamTensor,
 )
-from neurofm.core.tasks import ResolvedMask, TaskSpec, resolve
+from neurofm.core.tokens.tasks import ResolvedMask, TaskSpec, resolve
 from neurofm.registry import describe_plugin
 
 __all__ = [
@@ -156,10 +156,10 @@ class NeuroFM(nn.Module):
         target_channels: channel count of every non per-unit target stream (its head's size).
         stream_statistics: session -> stream -> normalisation statistics (from the sessions'
             manifests; checkpoints carry them so a loaded model normalises its inputs alike).
-        model_config: the :class:`~neurofm.core.builder.ModelConfig` the model was built from
+        model_config: the :class:`~neurofm.core.model.config.ModelConfig` the model was built from
             (None for a model assembled by hand; :meth:`save_pretrained` needs it).
 
-    The builders (:func:`~neurofm.core.builder.build_model`, checkpoint loading) pass all of
+    The builders (:func:`~neurofm.core.model.builder.build_model`, checkpoint loading) pass all of
     these; a model assembled by hand may leave them out. A readout must give the raw outputs per
     unit that its heads need (:func:`params_per_unit`); a mismatch is refused here.
     """
@@ -253,20 +253,20 @@ class NeuroFM(nn.Module):
             self.stream_statistics.setdefault(sid, dict(streams))
 
     def save_pretrained(self, path, *, extra: Mapping[str, object] | None = None):
-        """Write a checkpoint folder (see :mod:`neurofm.core.checkpoint`); needs ``model_config``."""
-        from neurofm.core.checkpoint import save_pretrained
+        """Write a checkpoint folder (see :mod:`neurofm.core.model.checkpoint`); needs ``model_config``."""
+        from neurofm.core.model.checkpoint import save_pretrained
 
         if self.model_config is None:
             raise ValueError(
                 "this model has no model_config (built by hand?); use "
-                "neurofm.core.checkpoint.save_pretrained(model, config, path)"
+                "neurofm.core.model.checkpoint.save_pretrained(model, config, path)"
             )
         return save_pretrained(self, self.model_config, path, extra=extra)
 
     @classmethod
     def from_pretrained(cls, path) -> NeuroFM:
         """Rebuild a model from a checkpoint folder (verified; executes nothing from the folder)."""
-        from neurofm.core.checkpoint import load_pretrained
+        from neurofm.core.model.checkpoint import load_pretrained
 
         return load_pretrained(path)[0]
 

@@ -15,8 +15,8 @@ import yaml
 from neurofm.core.data.manifest import Interval, Tier
 from neurofm.core.data.rates import estimate_rate, presentation_rate
 from neurofm.core.data.session import Session
+from neurofm.core.data.sources import ImportedSession, ImportSummary, SourceFormatError
 from neurofm.core.data.writer import StreamInput
-from neurofm.core.sources import ImportedSession, ImportSummary, SourceFormatError
 
 __all__ = [
     "DEFAULT_GAZE_X_NAMES",

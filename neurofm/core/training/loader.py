@@ -34,7 +34,7 @@ from torchdata.nodes import BaseNode, Loader, ParallelMapper, PinMemory, Prefetc
 from neurofm.core.data.session import Session
 from neurofm.core.data.windows import WindowSample, WindowSampler, load_window
 from neurofm.core.interfaces import Normalization, StreamTensor
-from neurofm.core.tasks import TaskSampler, TaskSpec
+from neurofm.core.tokens.tasks import TaskSampler, TaskSpec
 
 __all__ = ["BatchPlan", "LoadedBatch", "PlannedBatch", "TrainLoader", "task_rng"]
 

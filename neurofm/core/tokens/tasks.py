@@ -12,7 +12,7 @@ visible). A (time, unit) entry is never both visible and a target (see :func:`re
 Presets mirror the test protocol: stimulus(+behaviour) -> responses, behaviour from responses,
 population k (:func:`population_task`), forecasting and causal k with a gap, with or without
 stimulus and behaviour (:func:`causal_task`; context and gap in window fractions). Parametric
-random families and the per-sample sampler are in :mod:`neurofm.core.task_sampler`.
+random families and the per-sample sampler are in :mod:`neurofm.core.tokens.task_sampler`.
 Example (population k=16)::
 
     TaskSpec(name="population_16", rules={
@@ -283,7 +283,7 @@ def get_task(name: str | TaskSpec) -> TaskSpec:
 def __getattr__(name: str) -> object:
     # the sampler lives in its own module (it imports this one); re-exported here lazily
     if name in ("TaskSampler", "ParametricTask", "PARAMETRIC"):
-        from neurofm.core import task_sampler
+        from neurofm.core.tokens import task_sampler
 
         return getattr(task_sampler, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

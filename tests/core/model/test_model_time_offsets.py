@@ -10,12 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from neurofm.core.builder import ModelConfig, TrainingConfig, build_model, default_model_config
 from neurofm.core.data import open_dataset
 from neurofm.core.data.simulate_to_disk import simulate_to_disk
 from neurofm.core.data.simulation import SimulationConfig
 from neurofm.core.data.windows import WindowSampler, load_window
-from neurofm.core.tasks import get_task
+from neurofm.core.model.builder import build_model
+from neurofm.core.model.config import ModelConfig
+from neurofm.core.model.presets import default_model_config
+from neurofm.core.tokens.tasks import get_task
+from neurofm.core.training.config import TrainingConfig
 from neurofm.core.training.trainer import Trainer
 
 

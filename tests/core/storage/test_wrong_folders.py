@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from neurofm.core.builder import build_model, default_model_config
 from neurofm.core.cli import main
 from neurofm.core.data import open_dataset
+from neurofm.core.model.builder import build_model
+from neurofm.core.model.presets import default_model_config
 
 
 @pytest.fixture(scope="module")
