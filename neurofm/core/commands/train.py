@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import os
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,8 +42,12 @@ def train_and_save(
     session_weights: dict[str, float] | None = None,
     validation_fraction: float = 0.1,
     resume_from: Path | None = None,
+    before_step: Sequence[Callable] = (),
 ):
     """Build, train (resuming if asked) and save a model; returns ``(model, TrainResult)``.
+
+    ``before_step``: hooks added to the trainer's :attr:`~neurofm.core.training.Trainer.before_step`
+    (e.g. a :class:`~neurofm.core.training.trainer.StepBudget`).
 
     When no session has a validation tier, ``validation_fraction`` of each session's train
     intervals is held out as validation (:mod:`neurofm.core.data.validation`; recorded in the
@@ -82,6 +87,7 @@ def train_and_save(
         session_weights=session_weights,
         state_dir=state_dir,
     )
+    trainer.before_step.extend(before_step)
     if trainer.shards is not None:
         say(f"sessions sharded over {info.world_size} processes:")
         for line in trainer.shards.describe(model, sessions):

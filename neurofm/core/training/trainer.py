@@ -40,6 +40,7 @@ from neurofm.core.training.sharding import SessionShards
 from neurofm.errors import NeurofmError
 
 __all__ = [
+    "StepBudget",
     "TrainResult",
     "Trainer",
     "resolve_device",
@@ -391,22 +392,43 @@ class Trainer:
             raise ValueError("this Trainer has no state_dir")
         return load_training_state(self.state_dir, self, folder)
 
+    def set_steps(self, steps: int) -> None:
+        """Change the run's total step count (``training.steps``) while it trains, e.g. from a
+        :attr:`before_step` hook (:class:`StepBudget`). The learning-rate schedule reads it at
+        every step, so set at the end of warm-up the cosine decay is the one a run configured
+        with ``steps`` from the start would have; :meth:`fit` without ``steps`` runs to it."""
+        if steps < max(self.step, 1):
+            raise ValueError(
+                f"steps must be >= the current step {self.step} and >= 1, found {steps}"
+            )
+        self.config = self.config.model_copy(update={"steps": int(steps)})
+
     def fit(
         self, steps: int | None = None, callback: Callable[[int, float], None] | None = None
     ) -> TrainResult:
-        """Train for ``steps`` (default: up to config.steps) more steps."""
-        steps = self.config.steps - self.step if steps is None else steps
-        if steps < 0:
+        """Train for ``steps`` more steps, or by default up to ``config.steps`` (read at every
+        step, so a hook may change it with :meth:`set_steps`)."""
+        if steps is not None and steps < 0:
+            raise ValueError(f"steps must be >= 0, found {steps}")
+        fixed_end = None if steps is None else self.step + steps
+        if steps is None and self.config.steps < self.step:
             raise NeurofmError(
                 f"the trainer is at step {self.step}, past training.steps {self.config.steps}; "
                 f"set steps >= {self.step} to continue"
             )
+
+        def end() -> int:
+            return self.config.steps if fixed_end is None else fixed_end
+
+        first = self.step
         result = TrainResult(0, 0.0)
         start = time.perf_counter()
-        bar = progress_bar(total=steps, desc="training", unit="step", enabled=self.progress)
+        bar = progress_bar(total=end() - first, desc="training", unit="step", enabled=self.progress)
         validates = any(tile_intervals(s, "validation", self.window_s) for s in self.sessions)
-        for _ in range(steps):
+        while self.step < end():
             loss = self.train_step()
+            if bar.total != end() - first:  # set_steps in a hook: the bar follows
+                bar.total = end() - first
             result.train_loss.append(loss)
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}")
@@ -423,6 +445,62 @@ class Trainer:
             if callback is not None:
                 callback(self.step, loss)
         bar.close()
-        result.steps = steps
+        result.steps = self.step - first
         result.seconds = time.perf_counter() - start
         return result
+
+
+class StepBudget:
+    """A :attr:`Trainer.before_step` hook that re-fixes a run's step count once, so that training
+    ends near ``seconds`` after its first step.
+
+    A step count fixed beforehand from a few timed steps misjudges the machine's speed by 10-30 %
+    on a shared machine (BENCHMARKS.md, "The demo"). At step ``at_step`` (the end of warm-up,
+    where the cosine decay has not started) this hook measures the run's own mean step time
+    since step ``skip`` (the first steps are slower) and calls :meth:`Trainer.set_steps` with
+    the count that fills the rest of the budget, within ``[min_steps, max_steps]``. Under
+    torchrun the slowest rank's time is used, so every rank sets the same count. ``message``
+    says what it did (None until then).
+    """
+
+    def __init__(
+        self,
+        seconds: float,
+        at_step: int,
+        *,
+        skip: int = 5,
+        min_steps: int = 1,
+        max_steps: int | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        if not seconds > 0 or at_step <= skip or skip < 0:
+            raise ValueError(
+                f"need seconds > 0 and at_step > skip >= 0; found seconds {seconds}, at_step "
+                f"{at_step}, skip {skip}"
+            )
+        self.seconds, self.at_step, self.skip = seconds, at_step, skip
+        self.min_steps, self.max_steps, self.clock = min_steps, max_steps, clock
+        self.started: float | None = None
+        self.skip_time: float | None = None
+        self.message: str | None = None
+
+    def __call__(self, trainer: Trainer) -> None:
+        now = self.clock()
+        if self.started is None:
+            self.started = now
+        if trainer.step == self.skip:
+            self.skip_time = now
+        if trainer.step != self.at_step or self.skip_time is None or self.message is not None:
+            return
+        per_step = (now - self.skip_time) / (self.at_step - self.skip)
+        per_step = all_reduce_max(per_step, trainer.device)
+        left = max(0.0, self.seconds - (now - self.started))
+        steps = max(self.min_steps, self.at_step + 1, self.at_step + int(left / per_step))
+        if self.max_steps is not None:
+            steps = min(steps, self.max_steps)
+        before = trainer.config.steps
+        trainer.set_steps(steps)
+        self.message = (
+            f"re-sized from {before} to {steps} steps at step {self.at_step}: this run's steps "
+            f"took {per_step * 1000:.0f} ms"
+        )
