@@ -460,7 +460,8 @@ class StepBudget:
     since step ``skip`` (the first steps are slower) and calls :meth:`Trainer.set_steps` with
     the count that fills the rest of the budget, within ``[min_steps, max_steps]``. Under
     torchrun the slowest rank's time is used, so every rank sets the same count. ``message``
-    says what it did (None until then).
+    says what it did (None until then). The training state does not carry the new count: a run
+    resumed after ``at_step`` trains to its configured ``training.steps``.
     """
 
     def __init__(
