@@ -479,6 +479,11 @@ class StepBudget:
                 f"need seconds > 0 and at_step > skip >= 0; found seconds {seconds}, at_step "
                 f"{at_step}, skip {skip}"
             )
+        if max_steps is not None and max_steps <= at_step:
+            raise ValueError(
+                f"max_steps ({max_steps}) must be above at_step ({at_step}): the run is past "
+                f"at_step when the hook sets its count"
+            )
         self.seconds, self.at_step, self.skip = seconds, at_step, skip
         self.min_steps, self.max_steps, self.clock = min_steps, max_steps, clock
         self.started: float | None = None

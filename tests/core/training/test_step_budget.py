@@ -100,3 +100,8 @@ def test_step_budget_keeps_within_its_bounds(tiny_data: Path) -> None:
 def test_bad_budgets_are_refused(seconds: float, at_step: int, skip: int) -> None:
     with pytest.raises(ValueError, match="at_step > skip >= 0"):
         StepBudget(seconds, at_step, skip=skip)
+
+
+def test_a_cap_below_the_re_sizing_step_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"max_steps \(8\) must be above at_step \(10\)"):
+        StepBudget(5.0, 10, skip=2, max_steps=8)
