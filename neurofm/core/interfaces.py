@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -54,6 +54,9 @@ class StreamTensor:
             scan-phase offsets of two-photon imaging). The model fills it when the sample
             carries offsets; None means every column is sampled at ``times``. An encoder that
             ignores it places a unit's tokens at the frame times, as before offsets existed.
+        valid_host: ``valid`` as a numpy array on the host, or None. The model fills it when it
+            moves a sample to its device, so an encoder can make data-dependent choices (which
+            tokens to keep) without reading device memory; see :meth:`host_valid`.
     """
 
     values: Tensor
@@ -61,10 +64,30 @@ class StreamTensor:
     times: Tensor
     period_s: float
     unit_time_offset_s: Tensor | None = None
+    valid_host: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.valid_host is not None and self.valid_host.shape != tuple(self.valid.shape):
+            raise ValueError(
+                f"valid_host has shape {self.valid_host.shape} but valid has "
+                f"{tuple(self.valid.shape)}; it must be the same mask on the host (or None)"
+            )
 
     @property
     def n_samples(self) -> int:
         return int(self.values.shape[0])
+
+    def host_valid(self) -> np.ndarray:
+        """``valid`` as a numpy bool array on the host: ``valid_host`` when the stream carries
+        it, else read from ``valid`` (a device synchronisation when ``valid`` is on a GPU).
+
+        An encoder whose token count depends on the data (it drops tokens without a valid
+        sample) takes its choice from here and selects with :func:`neurofm.core.devices.take_rows`,
+        so the model's forward pass never waits for the device (docs/backbone.md, "The forward
+        pass on a GPU")."""
+        if self.valid_host is not None:
+            return self.valid_host
+        return self.valid.detach().cpu().numpy()
 
 
 @dataclass(frozen=True)

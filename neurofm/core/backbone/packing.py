@@ -20,8 +20,11 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
+
+from neurofm.core.devices import index_on, to_device
 
 __all__ = [
     "PackedSequence", "sample_offsets", "take_samples", "token_index", "tokens_of_samples",
@@ -77,8 +80,7 @@ class PackedSequence:
         Shape:
             ``[B + 1]``, int64, on the device of ``x``.
         """
-        lengths = torch.tensor((0, *self.seqlens), dtype=torch.int64, device=self.x.device)
-        return torch.cumsum(lengths, dim=0)
+        return to_device(np.cumsum((0, *self.seqlens)), self.x.device, torch.int64)
 
     def split(self) -> list[Tensor]:
         """Per-sample token features (views of ``x``).
@@ -143,7 +145,7 @@ def token_index(
     Shape:
         ``[len(samples) * n]`` int64.
     """
-    starts = torch.tensor([offsets[i] for i in samples], dtype=torch.int64, device=device)
+    starts = to_device([offsets[i] for i in samples], device, torch.int64)
     return (starts[:, None] + torch.arange(n, device=device)[None, :]).reshape(-1)
 
 
@@ -168,5 +170,5 @@ def tokens_of_samples(active: Tensor, seqlens: Sequence[int], device: torch.devi
     Shape:
         active ``[B]`` bool -> ``[n_active_tokens]`` int64.
     """
-    keep = torch.repeat_interleave(active.cpu(), torch.tensor(seqlens, dtype=torch.int64))
-    return keep.nonzero().squeeze(1).to(device)
+    keep = np.repeat(active.cpu().numpy(), np.asarray(seqlens, dtype=np.int64))
+    return index_on(keep, device)

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from neurofm.core.backbone import PackedSequence, PerceiverIO
 from neurofm.core.data.windows import WindowSample
+from neurofm.core.devices import to_device
 from neurofm.core.interfaces import (
     FeatureMap,
     Head,
@@ -316,7 +317,7 @@ class NeuroFM(nn.Module):
             q_t[0] = torch.zeros(1, 2, device=self.device)
         inputs = PackedSequence.pack(in_x, in_t)
         queries = PackedSequence.pack(q_x, q_t)
-        durations = torch.tensor([s.duration for s in batch], device=self.device)
+        durations = to_device([s.duration for s in batch], self.device, torch.float32)
         h = self.backbone(inputs, queries, self.backbone.latent_times(durations))
         return self._heads(batch, h, pending, stimulus)
 
@@ -449,20 +450,23 @@ class NeuroFM(nn.Module):
         device = stream.values.device
         if not mask.visible_time.any():
             return None
-        vis = _selector(mask.visible_time, device)
+        vis, vis_host = _selector(mask.visible_time, device)
+        host = None if stream.valid_host is None else stream.valid_host[vis_host]
         sub = StreamTensor(
-            stream.values[vis], stream.valid[vis], stream.times[vis], stream.period_s
-        )
+            stream.values[vis], stream.valid[vis], stream.times[vis], stream.period_s,
+            valid_host=host,
+        )  # fmt: skip
         units = None
         if enc.per_unit:
             if mask.visible_units.size == 0:
                 return None
-            units = torch.from_numpy(mask.visible_units).to(device)
+            units = to_device(mask.visible_units, device)
             cols = _columns(mask.visible_units, stream.values.shape[1], units)
             offsets = stream.unit_time_offset_s
             sub = StreamTensor(
                 sub.values[:, cols], sub.valid[:, cols], sub.times, sub.period_s,
                 None if offsets is None else offsets[cols],
+                None if host is None else host[:, mask.visible_units],
             )  # fmt: skip
         return sub, units
 
@@ -536,14 +540,14 @@ class NeuroFM(nn.Module):
                 if mask.target_units is not None:
                     if mask.target_units.size == 0:
                         continue
-                    units = torch.from_numpy(mask.target_units).to(device)
-                tgt = _selector(mask.target_time, device)
+                    units = to_device(mask.target_units, device)
+                tgt, _ = _selector(mask.target_time, device)
                 values, valid = stream.values[tgt], _channel_valid(stream)[tgt]
                 if units is not None:
                     cols = _columns(mask.target_units, stream.values.shape[1], units)
                     values, valid = values[:, cols], valid[:, cols]
                 if mask.target_excluded is not None:  # entries that are also visible inputs
-                    valid = valid & ~torch.from_numpy(mask.target_excluded).to(device)
+                    valid = valid & ~to_device(mask.target_excluded, device)
                 times = stream.times[tgt]
                 qs.append(self.query_embedding[_key(name)].expand(times.shape[0], -1))
                 qts.append(torch.stack([times, times + stream.period_s], -1))
@@ -683,7 +687,7 @@ def _visible_at(
     if item is None or not item.mask.visible_time.any():
         return None
     stream = item.stream
-    vis = _selector(item.mask.visible_time, stream.values.device)
+    vis, _ = _selector(item.mask.visible_time, stream.values.device)
     values, seen = stream.values[vis], stream.times[vis]
     read = _interpolate(seen, values.reshape(values.shape[0], -1)[:, :channels], times)
     return read, (times >= seen[0]) & (times <= seen[-1] + stream.period_s)
@@ -740,20 +744,22 @@ def _last_visible(
     if units is None:
         return last, known, stream.times[at]
     shown = torch.zeros_like(known)
-    shown[torch.from_numpy(mask.visible_units).to(known.device)] = True
+    shown[to_device(mask.visible_units, known.device)] = True
     return last[units], (known & shown)[units], stream.times[at]
 
 
-def _selector(keep: np.ndarray, device: torch.device) -> slice | Tensor:
-    """An index for the rows where the boolean ``keep`` holds: a slice (a view: rows of a
-    contiguous tensor stay contiguous; no copy, no device sync) when they are one run, else an
-    int64 tensor on ``device``."""
+def _selector(keep: np.ndarray, device: torch.device) -> tuple[slice | Tensor, slice | np.ndarray]:
+    """An index for the rows where the host mask ``keep`` holds, for a tensor on ``device`` and
+    for a host array: a slice for both (a view: rows of a contiguous tensor stay contiguous; no
+    copy) when they are one run, else the positions as an int64 tensor on ``device`` (sent
+    without a synchronisation) and as a numpy array."""
     idx = np.flatnonzero(keep)
     if idx.size == 0:
-        return slice(0, 0)
+        return slice(0, 0), slice(0, 0)
     if idx[-1] - idx[0] + 1 == idx.size:
-        return slice(int(idx[0]), int(idx[-1]) + 1)
-    return torch.from_numpy(idx).to(device)
+        rows = slice(int(idx[0]), int(idx[-1]) + 1)
+        return rows, rows
+    return to_device(idx, device), idx
 
 
 def _columns(units: np.ndarray, n: int, index: Tensor) -> slice | Tensor:
@@ -771,12 +777,18 @@ def _channel_valid(stream: StreamTensor) -> Tensor:
 
 
 def _to(stream: StreamTensor, device: torch.device) -> StreamTensor:
+    """A sample's stream on the model's device, copied without waiting for the device, with its
+    validity kept on the host (``valid_host``) when it came from there."""
+    host = stream.valid_host
+    if host is None and stream.valid.device.type == "cpu":
+        host = stream.valid.numpy()
     if stream.values.device == device and (
         stream.unit_time_offset_s is None or stream.unit_time_offset_s.device == device
     ):
-        return stream
+        return stream if host is stream.valid_host else replace(stream, valid_host=host)
     offsets = stream.unit_time_offset_s
     return StreamTensor(
-        stream.values.to(device), stream.valid.to(device), stream.times.to(device),
-        stream.period_s, None if offsets is None else offsets.to(device),
+        to_device(stream.values, device), to_device(stream.valid, device),
+        to_device(stream.times, device), stream.period_s,
+        None if offsets is None else to_device(offsets, device), host,
     )  # fmt: skip

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor, nn
+
+from neurofm.core.devices import take_rows
 
 __all__ = [
     "TemporalPatches",
@@ -13,6 +16,7 @@ __all__ = [
     "frames_hwc",
     "patch_grid",
     "patch_spans",
+    "patches_with_valid",
     "same_length_groups",
     "series_tokens",
     "series_tokens_batch",
@@ -98,9 +102,11 @@ def series_tokens(embed: nn.Module, channels: int, patch: int, stream, what: str
             f"set `channels` in its config to the stream's channel count"
         )
     p = temporal_patches(values, valid, stream.times, patch, stream.period_s)
-    keep = p.valid.flatten(1).any(1)
-    x = torch.cat([p.values.flatten(1), p.valid.flatten(1).to(values.dtype)], dim=1)[keep]
-    return Tokens(embed(x), p.spans[keep])
+    keep = patches_with_valid(stream.host_valid(), patch)  # [n], on the host
+    x = take_rows(
+        torch.cat([p.values.flatten(1), p.valid.flatten(1).to(values.dtype)], dim=1), keep
+    )
+    return Tokens(embed(x), take_rows(p.spans, keep))
 
 
 def series_tokens_batch(embed: nn.Module, channels: int, patch: int, streams, what: str) -> list:
@@ -128,14 +134,23 @@ def series_tokens_batch(embed: nn.Module, channels: int, patch: int, streams, wh
         valid = valid.view(len(members), n, patch * channels)
         features = embed(torch.cat([values, valid.to(values.dtype)], dim=-1))  # [G, n, d]
         spans = patch_spans(torch.stack([s.times for s in members]), patch, members[0].period_s)
-        keep = valid.any(-1)  # [G, n]
-        whole = bool(keep.all())
+        keep = np.stack([patches_with_valid(s.host_valid(), patch) for s in members])  # [G, n]
         for g, i in enumerate(group):
-            if whole:
-                out[i] = Tokens(features[g], spans[g])
-            else:
-                out[i] = Tokens(features[g][keep[g]], spans[g][keep[g]])
+            out[i] = Tokens(take_rows(features[g], keep[g]), take_rows(spans[g], keep[g]))
     return out
+
+
+def patches_with_valid(valid: np.ndarray, patch: int) -> np.ndarray:
+    """Which patches of :func:`temporal_patches` hold a valid sample, from the stream's validity
+    on the host (``StreamTensor.host_valid()``).
+
+    Shape: valid ``[T]`` or ``[T, C]`` -> ``[ceil(T / patch)]`` bool (any column counts).
+    """
+    t = valid.shape[0]
+    n = math.ceil(t / patch)
+    flat = np.zeros(n * patch, dtype=bool)
+    flat[:t] = valid.any(axis=tuple(range(1, valid.ndim))) if valid.ndim > 1 else valid
+    return flat.reshape(n, patch).any(1)
 
 
 def patch_grid(

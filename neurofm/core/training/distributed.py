@@ -123,7 +123,7 @@ class TrainStep(nn.Module):
         ]
         if touch:
             total = total + 0.0 * torch.stack(touch).sum()
-        count = torch.tensor(float(len(losses)), device=total.device)
+        count = total.new_full((), float(len(losses)))  # a fill, not a host-to-device copy
         penalty = self.model.penalty() if self.training and torch.is_grad_enabled() else None
         if penalty is not None:
             # the trainer divides by the global target count C and DDP averages the W ranks'

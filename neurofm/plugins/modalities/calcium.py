@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
+import numpy as np
 import torch
 from pydantic import Field
 from torch import Tensor, nn
 
 from neurofm.core.config import PluginConfig
+from neurofm.core.devices import take_rows
 from neurofm.core.interfaces import ModalityEncoder, StreamTensor, Tokens
 from neurofm.core.tokens.tokenization import (
     check_unit_stream,
@@ -58,12 +60,13 @@ class CalciumEncoder(ModalityEncoder):
         )
         # [n, P, N] -> [N, n, 2P]
         x = torch.cat([p.values, p.valid.to(values.dtype)], dim=1).permute(2, 0, 1)
-        keep = p.valid.any(1).T  # [N, n]
+        keep = _unit_patches_with_valid(stream.host_valid(), self.config.patch_samples)  # [N, n]
         features = self.embed(x) + unit_embeddings[:, None, :]
         spans = p.spans.expand(n_units, -1, -1)
         if stream.unit_time_offset_s is not None:  # [N]: each neuron's sample time in a frame
             spans = spans + stream.unit_time_offset_s[:, None, None]
-        return Tokens(features[keep], spans[keep])
+        keep = keep.reshape(-1)
+        return Tokens(take_rows(features.flatten(0, 1), keep), take_rows(spans.flatten(0, 1), keep))
 
     def tokenize_batch(
         self,
@@ -96,8 +99,9 @@ class CalciumEncoder(ModalityEncoder):
             x = torch.cat([p.values, p.valid.to(p.values.dtype)], dim=1).permute(2, 0, 1)
             identities = torch.cat([unit_embeddings[i] for i in group])
             features = self.embed(x) + identities[:, None, :]  # [sum N, n, d]
-            keep = p.valid.any(1).T  # [sum N, n]
-            whole = bool(keep.all())
+            keep = _unit_patches_with_valid(
+                np.concatenate([s.host_valid() for s in members], 1), patch
+            )  # [sum N, n], on the host
             start = 0
             for i, stream, n_units in zip(group, members, counts, strict=True):
                 rows = slice(start, start + n_units)
@@ -105,8 +109,21 @@ class CalciumEncoder(ModalityEncoder):
                 spans = patch_spans(stream.times, patch, period).expand(n_units, -1, -1)
                 if stream.unit_time_offset_s is not None:
                     spans = spans + stream.unit_time_offset_s[:, None, None]
-                if whole:
-                    out[i] = Tokens(features[rows].flatten(0, 1), spans.flatten(0, 1))
-                else:
-                    out[i] = Tokens(features[rows][keep[rows]], spans[keep[rows]])
+                kept = keep[rows].reshape(-1)
+                out[i] = Tokens(
+                    take_rows(features[rows].flatten(0, 1), kept),
+                    take_rows(spans.flatten(0, 1), kept),
+                )
         return out  # type: ignore[return-value]
+
+
+def _unit_patches_with_valid(valid: np.ndarray, patch: int) -> np.ndarray:
+    """Which (unit, patch) tokens hold a valid sample, from the validity on the host.
+
+    Shape: valid ``[T, N]`` -> ``[N, ceil(T / patch)]`` bool.
+    """
+    t, n_units = valid.shape
+    n = -(-t // patch)
+    padded = np.zeros((n * patch, n_units), dtype=bool)
+    padded[:t] = valid
+    return padded.reshape(n, patch, n_units).any(1).T

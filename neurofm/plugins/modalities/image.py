@@ -16,6 +16,7 @@ from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from neurofm.core.config import PluginConfig
+from neurofm.core.devices import take_rows
 from neurofm.core.interfaces import ModalityEncoder, StreamTensor, Tokens
 from neurofm.core.tokens.tokenization import frames_hwc, patch_grid
 
@@ -84,8 +85,9 @@ class ImageEncoder(ModalityEncoder):
         if frames.shape[0] == 0:
             return Tokens(frames.new_zeros(0, self.d_model), frames.new_zeros(0, 2))
         spans = self.spans(stream.times, stream.period_s)
-        keep = stream.valid.reshape(frames.shape[0], -1).all(1)
-        x = self.patch(frames[keep].permute(0, 3, 1, 2))  # [T', d, nh, nw]
+        keep = stream.host_valid().reshape(frames.shape[0], -1).all(1)  # on the host
+        x = self.patch(take_rows(frames, keep).permute(0, 3, 1, 2))  # [T', d, nh, nw]
         x = x.flatten(2).transpose(1, 2) + self.position  # [T', n_spatial, d]
         n_spatial = x.shape[1]
-        return Tokens(x.reshape(-1, self.d_model), spans[keep].repeat_interleave(n_spatial, 0))
+        spans = take_rows(spans, keep).repeat_interleave(n_spatial, 0)
+        return Tokens(x.reshape(-1, self.d_model), spans)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
 from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from neurofm.core.config import PluginConfig
+from neurofm.core.devices import take_rows
 from neurofm.core.interfaces import ModalityEncoder, StreamTensor, Tokens
 from neurofm.core.tokens.tokenization import frames_hwc, patch_grid
 
@@ -96,11 +98,12 @@ class MovieEncoder(ModalityEncoder):
         if c.pool_height > 1 or c.pool_width > 1:
             x = nn.functional.avg_pool2d(x, (c.pool_height, c.pool_width))
         x = x.flatten(2).permute(1, 2, 0)  # [n_t, n_spatial, d]
-        valid = nn.functional.pad(stream.valid.reshape(t).float(), (0, pad))
-        keep = valid.unfold(0, p, s).amax(1) > 0  # [n_t]
+        valid = np.zeros((n_t - 1) * s + p, dtype=bool)
+        valid[:t] = stream.host_valid().reshape(t)
+        keep = np.lib.stride_tricks.sliding_window_view(valid, p)[::s].any(1)  # [n_t], host
         first = torch.arange(n_t, device=frames.device) * s
         last = torch.clamp(first + p - 1, max=t - 1)
         spans = torch.stack([stream.times[first], stream.times[last] + stream.period_s], -1)
         n_spatial = x.shape[1]
-        x, spans = x[keep], spans[keep]
+        x, spans = take_rows(x, keep), take_rows(spans, keep)
         return Tokens(x.reshape(-1, self.d_model), spans.repeat_interleave(n_spatial, dim=0))

@@ -14,11 +14,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
+import numpy as np
 import torch
 from pydantic import Field
 from torch import Tensor, nn
 
 from neurofm.core.config import PluginConfig
+from neurofm.core.devices import take_rows
 from neurofm.core.interfaces import (
     FeatureMap,
     PositionedOutput,
@@ -101,13 +103,15 @@ class MovieCoreEncoder(PositionedStimulusEncoder):
         # split and unbind, not index: each indexing op's backward writes a zero tensor of the
         # whole batch's maps (16 samples: 16 of them), unbind's backward stacks once
         by_group = maps.split([len(idx) for idx in groups])
-        for idx, group_maps, (frames, valid, starts, times) in zip(
+        for idx, group_maps, (frames, valid, starts, times, valid_host) in zip(
             groups, by_group, pooled, strict=True
         ):
             if group_maps.shape[1] != frames.shape[1]:
                 group_maps = group_maps[:, : frames.shape[1]]
             period = streams[idx[0]].period_s * c.frame_pool
-            tokens = self._tokens(group_maps, valid, starts, times, streams[idx[0]].period_s)
+            tokens = self._tokens(
+                group_maps, valid, valid_host, starts, times, streams[idx[0]].period_s
+            )
             for i, sample_maps, sample_times, sample_tokens in zip(
                 idx, group_maps.unbind(0), times.unbind(0), tokens, strict=True
             ):
@@ -125,25 +129,39 @@ class MovieCoreEncoder(PositionedStimulusEncoder):
 
     def _pool_frames(
         self, streams: Sequence[StreamTensor]
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, np.ndarray]:
         """Frames ``[G, T', H, W, C]`` of samples of one length, each group of ``frame_pool``
         consecutive frames averaged (valid ones only), with whether each group had a valid frame
         ``[G, T']``, its first frame's time and its last frame's time ``[G, T']`` (a core step
-        describes the frames up to its time)."""
+        describes the frames up to its time), and the groups' validity on the host ``[G, T']``."""
         c = self.config
         frames = torch.stack(
             [frames_hwc(s.values, c.height, c.width, c.channels, "movie") for s in streams]
         )  # [G, T, H, W, C]
         t = frames.shape[1]
         valid = torch.stack([s.valid.reshape(t) for s in streams])
+        valid_host = np.stack([s.host_valid().reshape(t) for s in streams])
         times = torch.stack([s.times for s in streams])
         if c.frame_pool == 1:
-            return frames, valid, times, times
-        mean, any_valid, first, last = _group_mean(frames, valid, c.frame_pool)
-        return mean, any_valid, times[:, first], times[:, last]
+            return frames, valid, times, times, valid_host
+        all_valid = bool(valid_host.all())
+        mean, any_valid, first, last = _group_mean(frames, valid, c.frame_pool, all_valid)
+        return (
+            mean,
+            any_valid,
+            times[:, first],
+            times[:, last],
+            _group_any(valid_host, c.frame_pool),
+        )
 
     def _tokens(
-        self, maps: Tensor, valid: Tensor, starts: Tensor, times: Tensor, frame_period: float
+        self,
+        maps: Tensor,
+        valid: Tensor,
+        valid_host: np.ndarray,
+        starts: Tensor,
+        times: Tensor,
+        frame_period: float,
     ) -> list[Tokens]:
         """Tokens of each sample of a group: core steps ``maps [G, T', C, H', W']`` averaged over
         ``token_frames`` steps and pooled onto the token grid."""
@@ -155,19 +173,22 @@ class MovieCoreEncoder(PositionedStimulusEncoder):
         grid = (c.token_rows, c.token_cols)
         pooled = nn.functional.adaptive_avg_pool2d(maps.flatten(0, 1), grid)
         pooled = pooled.view(g, t, *pooled.shape[1:])  # [G, T', C, r, c]
-        mean, keep, first, last = _group_mean(pooled, valid, c.token_frames)  # [G, n, C, r, c]
+        mean, _, first, last = _group_mean(
+            pooled, valid, c.token_frames, bool(valid_host.all())
+        )  # [G, n, C, r, c]
+        keep = _group_any(valid_host, c.token_frames)  # [G, n], on the host
         n = mean.shape[1]
         x = self.to_token(mean.flatten(0, 1).flatten(2).transpose(1, 2)) + self.position
         n_spatial = x.shape[1]
         x = x.view(g, n * n_spatial, self.d_model)
         spans = torch.stack([starts[:, first], times[:, last] + frame_period], -1)  # [G, n, 2]
         spans = spans.repeat_interleave(n_spatial, dim=1)  # [G, n * r*c, 2]
-        if bool(keep.all()):
+        if keep.all():
             return [Tokens(xi, si) for xi, si in zip(x.unbind(0), spans.unbind(0), strict=True)]
-        keep = keep.repeat_interleave(n_spatial, dim=1)
+        keep = keep.repeat(n_spatial, axis=1)
         return [
-            Tokens(xi[ki], si[ki])
-            for xi, si, ki in zip(x.unbind(0), spans.unbind(0), keep.unbind(0), strict=True)
+            Tokens(take_rows(xi, ki), take_rows(si, ki))
+            for xi, si, ki in zip(x.unbind(0), spans.unbind(0), keep, strict=True)
         ]
 
     def _empty(self, stream: StreamTensor) -> PositionedOutput:
@@ -178,9 +199,24 @@ class MovieCoreEncoder(PositionedStimulusEncoder):
         return PositionedOutput(tokens, FeatureMap(values, stream.times[:0], stream.period_s))
 
 
-def _group_mean(values: Tensor, valid: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def _group_any(valid: np.ndarray, k: int) -> np.ndarray:
+    """Whether each group of ``k`` consecutive steps has a valid one (host arrays).
+
+    Shape: ``[G, T]`` -> ``[G, ceil(T / k)]``.
+    """
+    g, t = valid.shape
+    n = -(-t // k)
+    padded = np.zeros((g, n * k), dtype=bool)
+    padded[:, :t] = valid
+    return padded.reshape(g, n, k).any(2)
+
+
+def _group_mean(
+    values: Tensor, valid: Tensor, k: int, all_valid: bool
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Means over the valid steps of each group of ``k`` consecutive steps (the last group may be
-    shorter), for every sample at once.
+    shorter), for every sample at once. ``all_valid``: every step is valid (known on the host; a
+    plain mean then).
 
     Shape: values ``[G, T, ...]``, valid ``[G, T]`` -> mean ``[G, n, ...]``, whether any step of
     the group was valid ``[G, n]``, and the index of each group's first and last step ``[n]``,
@@ -194,7 +230,7 @@ def _group_mean(values: Tensor, valid: Tensor, k: int) -> tuple[Tensor, Tensor, 
     grouped = grouped.reshape(g, n, k, *values.shape[2:])
     expand = (1,) * (values.ndim - 2)
     total = weight.sum(2)
-    if pad == 0 and bool(valid.all()):  # every step counts: a plain mean (no weighting pass)
+    if pad == 0 and all_valid:  # every step counts: a plain mean (no weighting pass)
         mean = grouped.mean(2)
     else:
         mean = (grouped * weight.view(g, n, k, *expand)).sum(2)

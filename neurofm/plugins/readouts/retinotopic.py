@@ -72,6 +72,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from neurofm.core.config import PluginConfig
+from neurofm.core.devices import to_device
 from neurofm.core.interfaces import ReadoutQuery, SessionUnits, StimulusReadout, StimulusView
 
 __all__ = ["RetinotopicConfig", "RetinotopicReadout"]
@@ -422,7 +423,7 @@ class RetinotopicReadout(StimulusReadout):
         k = rows.width
         if t == 0:
             return values.new_zeros(g, n_q, k)
-        index = torch.tensor(members, device=values.device)
+        index = to_device(members, values.device, torch.int64)
         if views[0].eye is not None:  # the eye moves every receptive field of a session alike
             eye = torch.stack([v.eye[:, :2] for v in views])  # [G, T, 2]
             shifter = torch.stack([self.shifter[rows.keys[i]] for i in members])  # [G, 2, 2]
@@ -526,7 +527,7 @@ class _Rows:
             layout = torch.full((len(self.counts), self.width), self.total, dtype=torch.long)
             for i, (start, count) in enumerate(zip(self.starts, self.counts, strict=True)):
                 layout[i, :count] = torch.arange(start, start + count)
-            self._layout = layout.to(self.device)
+            self._layout = to_device(layout, self.device)
         zero = flat.new_zeros(1, *flat.shape[1:])
         return torch.cat([flat, zero])[self._layout]
 
@@ -538,7 +539,7 @@ def _take(x: Tensor, members: list[int], n: int) -> Tensor:
     """Rows ``members`` of ``x`` (``x`` itself when they are all ``n`` rows, in order)."""
     if len(members) == n:
         return x
-    return x[torch.tensor(members, device=x.device)]
+    return x.index_select(0, to_device(members, x.device, torch.int64))
 
 
 def _scatter(into: Tensor | None, members: list[int], n: int, part: Tensor) -> Tensor:
@@ -548,7 +549,7 @@ def _scatter(into: Tensor | None, members: list[int], n: int, part: Tensor) -> T
         return part
     if into is None:
         into = part.new_zeros(n, *part.shape[1:])
-    return into.index_copy(0, torch.tensor(members, device=part.device), part)
+    return into.index_copy(0, to_device(members, part.device, torch.int64), part)
 
 
 def _one_context_projection(module, state_dict, prefix, *args) -> None:
