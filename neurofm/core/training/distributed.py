@@ -30,6 +30,7 @@ __all__ = [
     "TrainStep",
     "all_reduce_max",
     "all_reduce_sum",
+    "all_reduce_sum_tensor",
     "init_distributed",
     "wrap_for_training",
 ]
@@ -85,6 +86,14 @@ def all_reduce_sum(values: Sequence[float], device: torch.device) -> list[float]
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         dist.all_reduce(t)
     return t.tolist()
+
+
+def all_reduce_sum_tensor(values: Tensor) -> Tensor:
+    """``values`` summed over ranks, in place, without reading them on the host (identity when
+    not distributed)."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(values)
+    return values
 
 
 def all_reduce_max(value: float, device: torch.device) -> float:

@@ -32,6 +32,7 @@ from neurofm.core.training.distributed import (
     TrainStep,
     all_reduce_max,
     all_reduce_sum,
+    all_reduce_sum_tensor,
     wrap_for_training,
 )
 from neurofm.core.training.loader import TrainLoader, task_rng
@@ -306,18 +307,20 @@ class Trainer:
         torch.manual_seed(step_seed(self.config.seed, self.step, self.dist.rank))
         rng = task_rng(self.config.seed, self.step, self.dist.rank)
         total, count = self.module(batch.samples, batch.tasks, rng)
-        global_total, global_count = all_reduce_sum(
-            [float(total.detach()), float(count)], self.device
-        )
+        # the loss sum and target count over ranks, summed on the device: the host reads them
+        # once, after the backward pass is queued (on a GPU it does not wait for the forward)
+        sums = all_reduce_sum_tensor(torch.stack([total.detach().double(), count.double()]))
+        scale = (self.dist.world_size / sums[1].clamp(min=1.0)).to(total.dtype)
+        self.optimizer.zero_grad(set_to_none=True)
+        (total * scale).backward()
+        global_total, global_count = sums.tolist()
         if not math.isfinite(global_total):
+            self.optimizer.zero_grad(set_to_none=True)
             raise NeurofmError(
                 f"training loss became {global_total} at step {self.step}; the weights were not "
                 f"updated. Lower the learning rate (training.lr) or check the data for extreme values."
             )
         self.monitor.check_loss(self.step, global_total / max(global_count, 1.0))
-        loss = total * (self.dist.world_size / max(global_count, 1.0))
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
         if self.shards is None:
             norm = torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.config.grad_clip)
         else:

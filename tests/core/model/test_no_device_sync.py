@@ -29,6 +29,8 @@ from neurofm.core.interfaces import StreamTensor
 from neurofm.core.model.builder import build_model
 from neurofm.core.model.presets import default_model_config
 from neurofm.core.tokens.tasks import get_task
+from neurofm.core.training import Trainer
+from neurofm.core.training.config import TrainingConfig
 
 T = torch.Tensor
 # reads of a tensor's values by the host (a synchronisation when the tensor is on a GPU)
@@ -85,6 +87,8 @@ class DeviceShadow(TorchFunctionMode):
             name == "to"
             and ("device" in kwargs or any(isinstance(a, torch.device | str) for a in args[1:]))
         )
+        if name == "backward":
+            self.events.append(("backward", name, ""))  # a marker: the backward pass is queued
         if func in READS and self._where(args[0]) == "device":
             self._record("read", name)
         if name in INDEXING and len(args) > 1:
@@ -140,21 +144,22 @@ def _with_gaps(stream: StreamTensor, rng: np.random.Generator) -> StreamTensor:
     return replace(stream, values=torch.where(mask, stream.values, 0.0), valid=valid)
 
 
+def _moved(shadow: DeviceShadow, out: StreamTensor) -> StreamTensor:
+    """A sample's stream as the model moved it, placed on the shadow device."""
+    offsets = out.unit_time_offset_s
+    return StreamTensor(
+        shadow.moved(out.values), shadow.moved(out.valid), shadow.moved(out.times),
+        out.period_s, None if offsets is None else shadow.moved(offsets), out.valid_host,
+    )  # fmt: skip
+
+
 def _forward_in_shadow(model, batch, tasks, monkeypatch) -> DeviceShadow:
     host = [t for s in batch for st in s.streams.values()
             for t in (st.values, st.valid, st.times, st.unit_time_offset_s) if t is not None]  # fmt: skip
     shadow = DeviceShadow(host=host, device=[*model.parameters(), *model.buffers()])
-    to = model_module._to
+    to = model_module._to  # what the model does, then the copy it would be on a GPU
 
-    def moved(stream: StreamTensor, device: torch.device) -> StreamTensor:
-        out = to(stream, device)  # what the model does, then the copy it would be on a GPU
-        offsets = out.unit_time_offset_s
-        return StreamTensor(
-            shadow.moved(out.values), shadow.moved(out.valid), shadow.moved(out.times),
-            out.period_s, None if offsets is None else shadow.moved(offsets), out.valid_host,
-        )  # fmt: skip
-
-    monkeypatch.setattr(model_module, "_to", moved)
+    monkeypatch.setattr(model_module, "_to", lambda s, d: _moved(shadow, to(s, d)))
     with shadow:
         out = model(batch, tasks, np.random.default_rng(3))
     assert out.targets and torch.isfinite(out.loss)
@@ -175,6 +180,29 @@ def test_forward_makes_no_device_synchronisation(
     model(batch, tasks, np.random.default_rng(3))  # caches filled on the first call
     shadow = _forward_in_shadow(model, batch, tasks, monkeypatch)
     assert not shadow.events, "synchronising operations:\n" + "\n".join(map(str, shadow.events))
+
+
+def test_a_training_step_waits_for_the_device_only_after_queueing_the_backward(
+    tiny_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The step reads its loss (and the gradient norm) once the backward pass is queued: on a GPU
+    the host does not wait for the forward pass before it launches the backward."""
+    sessions = open_dataset(tiny_data)
+    torch.manual_seed(0)
+    model = build_model(default_model_config("tiny", frame_size=(18, 32)), sessions)
+    training = TrainingConfig(steps=4, batch_size=4, warmup_steps=1, eval_every=1000,
+                              device="cpu", num_workers=1, prefetch=1)  # fmt: skip
+    trainer = Trainer(model, sessions, training, window_s=1.0, progress=False)
+    trainer.train_step()  # caches and optimizer state made on the first step
+    shadow = DeviceShadow(device=[*model.parameters(), *model.buffers()])
+    to = model_module._to
+    monkeypatch.setattr(model_module, "_to", lambda s, d: _moved(shadow, to(s, d)))
+    with shadow:
+        loss = trainer.train_step()
+    kinds = [kind for kind, _, _ in shadow.events]
+    assert "backward" in kinds and torch.isfinite(torch.tensor(loss))
+    before = shadow.events[: kinds.index("backward")]
+    assert not before, "synchronising before the backward:\n" + "\n".join(map(str, before))
 
 
 def test_gaps_drop_the_same_tokens_as_reading_the_device(
