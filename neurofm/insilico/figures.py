@@ -32,12 +32,16 @@ def _save(fig, path: Path) -> None:
 
 
 def plot_tuning(result, path: Path, truth_deg: np.ndarray | None = None, n: int = 8) -> None:
-    """Direction curves of the first ``n`` neurons (the true preferred orientation, where known,
-    as dashed lines at it and its opposite direction)."""
+    """Orientation curves (the direction curve at the neuron's best condition) of the first
+    ``n`` neurons (the true preferred orientation, where known, as dashed lines at it and its
+    opposite direction)."""
     n = min(n, result.units.size)
+    curves = (
+        result.direction_curves if result.orientation_curves is None else result.orientation_curves
+    )
     fig, axes = _panels(n, 2.6, 2.1)
     for i, ax in enumerate(axes.ravel()[:n]):
-        ax.plot(result.directions, result.direction_curves[i], "o-", ms=3, color="C0")
+        ax.plot(result.directions, curves[i], "o-", ms=3, color="C0")
         if result.gain is not None:
             for label, key, color in (
                 ("low", "responses_low", "C2"),

@@ -131,6 +131,7 @@ def _tuning(probe, gratings, units, settings, truth, files, sid) -> dict:
               "per_neuron": result.summary()}  # fmt: skip
     arrays = {"units": result.units, "responses": result.responses,
               "directions": result.directions, "direction_curves": result.direction_curves,
+              "orientation_curves": result.orientation_curves,
               "preferred_orientation_deg": result.preferred_orientation_deg,
               "preferred_direction_deg": result.preferred_direction_deg,
               "osi": result.osi, "dsi": result.dsi,

@@ -8,9 +8,10 @@ condition's parameter channels directly (:meth:`Stimulus.parameters`, optional).
 
 Built-ins, registered through entry points like any third-party family:
 
-- ``gratings``: full-field drifting sinusoidal gratings over direction x spatial frequency x
-  temporal frequency x contrast (the simulator's convention: the wave vector points along the
-  direction; orientation is direction mod 180; screen x right, y up, in degrees).
+- ``gratings``: full-field sinusoidal gratings over direction x spatial frequency x temporal
+  frequency x contrast, static ones also at several spatial phases (the simulator's convention:
+  the wave vector points along the direction; orientation is direction mod 180; screen x right,
+  y up, in degrees).
 - ``sparse_noise``: one light or dark square at a time on a grid of the screen.
 
 A lab adds its own family (natural-image mixtures, another grating renderer) as a class deriving
@@ -22,8 +23,8 @@ Example:
     >>> from neurofm.insilico import Screen
     >>> gratings = registry.stimuli.get("gratings")()
     >>> screen = Screen(height=36, width=64, width_deg=120.0)
-    >>> len(gratings.conditions(screen))
-    72
+    >>> len(gratings.conditions(screen))  # 72 static at 8 phases each, 72 drifting
+    648
     >>> gratings.frames(screen, [0, 1], np.arange(3) / 30.0).shape
     (2, 3, 36, 64)
 """
@@ -128,14 +129,24 @@ class Stimulus(ABC):
 class GratingsConfig(PluginConfig):
     """The condition grid: every combination of ``directions`` evenly spaced directions (from 0
     degrees), ``spatial_frequencies_cpd``, ``temporal_frequencies_hz`` and ``contrasts``
-    (Michelson). ``phase_deg``: starting phase of the carrier."""
+    (Michelson). ``phase_deg``: starting phase of the carrier. ``phases``: a static grating
+    (temporal frequency 0) is shown at this many spatial phases, evenly spaced from
+    ``phase_deg`` (each a condition with its ``phase_deg``); a drifting one sweeps every phase
+    and is shown once.
+
+    The default shows each grating static, at 8 phases, and drifting at 2 Hz: a simple cell's
+    response to a static grating depends on where the bars fall on its receptive field, so the
+    tuning experiment takes its largest over the phases (the orientation of a neuron), and
+    direction needs motion (the drifting ones). BENCHMARKS.md, "In-silico experiments", measures
+    what the static gratings add."""
 
     type: Literal["gratings"] = "gratings"
     directions: int = Field(12, ge=2)
     spatial_frequencies_cpd: list[float] = Field([0.025, 0.045, 0.08], min_length=1)
-    temporal_frequencies_hz: list[float] = Field([2.0], min_length=1)
+    temporal_frequencies_hz: list[float] = Field([0.0, 2.0], min_length=1)
     contrasts: list[float] = Field([0.5, 1.0], min_length=1)
     phase_deg: float = 0.0
+    phases: int = Field(8, ge=1)
 
 
 class Gratings(Stimulus):
@@ -152,6 +163,7 @@ class Gratings(Stimulus):
     def conditions(self, screen: Screen) -> list[dict[str, float]]:
         c = self.config
         directions = np.arange(c.directions) * 360.0 / c.directions
+        static = [(c.phase_deg + 360.0 * i / c.phases) % 360.0 for i in range(c.phases)]
         return [
             {
                 "direction": float(d),
@@ -159,10 +171,12 @@ class Gratings(Stimulus):
                 "spatial_frequency_cpd": sf,
                 "temporal_frequency_hz": tf,
                 "contrast": k,
+                "phase_deg": float(phase),
             }
             for sf in c.spatial_frequencies_cpd
             for tf in c.temporal_frequencies_hz
             for k in c.contrasts
+            for phase in (static if tf == 0 else [c.phase_deg])
             for d in directions
         ]
 
@@ -175,7 +189,7 @@ class Gratings(Stimulus):
             p = table[i]
             d = np.deg2rad(p["direction"])
             along = x[None, :] * np.cos(d) + y[:, None] * np.sin(d)  # [H, W] degrees
-            phase = np.deg2rad(self.config.phase_deg + 360.0 * p["temporal_frequency_hz"] * times)
+            phase = np.deg2rad(p["phase_deg"] + 360.0 * p["temporal_frequency_hz"] * times)
             carrier = 2 * np.pi * p["spatial_frequency_cpd"] * along[None] - phase[:, None, None]
             out[b] = p["contrast"] * np.cos(carrier)
         return out
@@ -195,7 +209,7 @@ class Gratings(Stimulus):
         out = np.empty((len(indices), times.size, len(names)), np.float32)
         for b, i in enumerate(indices):
             p = table[i]
-            phase = (self.config.phase_deg + 360.0 * p["temporal_frequency_hz"] * times) % 360.0
+            phase = (p["phase_deg"] + 360.0 * p["temporal_frequency_hz"] * times) % 360.0
             values = {**p, "phase": phase}
             for j, name in enumerate(names):
                 out[b, :, j] = values[name]

@@ -2,12 +2,16 @@
 behavioural gain read from tuning under two behavioural states.
 
 For every condition of the stimulus family (built-in ``gratings``: direction x spatial frequency x
-temporal frequency x contrast) the probe gives each neuron's evoked response (mean response over
-the response period minus the response to the gray screen). A neuron's direction curve is taken
-at its best combination of the other parameters; from it:
+temporal frequency x contrast, static gratings also x spatial phase) the probe gives each neuron's
+evoked response (mean response over the response period minus the response to the gray screen).
+A static grating shown at several phases counts as one condition, with the neuron's largest
+response over the phases (:func:`best_over_phases`: a simple cell responds only where the bars
+fall on its receptive field's subfields). A neuron's orientation curve is its direction curve at
+its best combination of the other parameters, its direction curve the same at its best drifting
+combination (direction needs motion; the orientation curve when no grating drifts); from them:
 
-- preferred direction ``arg(sum_k r_k e^{i theta_k})`` and orientation ``arg(sum_k r_k
-  e^{2 i theta_k}) / 2`` with ``r = R - min R`` (a vector average, finer than the grid);
+- preferred orientation ``arg(sum_k r_k e^{2 i theta_k}) / 2`` and direction ``arg(sum_k r_k
+  e^{i theta_k})`` with ``r = R - min R`` (vector averages, finer than the grid);
 - ``osi = |sum r e^{2 i theta}| / sum r`` and ``dsi = (R_pref - R_opp) / (R_pref + R_opp)``
   (``R`` at the best grid direction and the opposite one, ``R - min R``).
 
@@ -29,18 +33,21 @@ from neurofm.core.progress import progress as progress_bar
 from neurofm.insilico.probe import InsilicoError, ModelProbe
 from neurofm.insilico.stimuli import Stimulus
 
-__all__ = ["TuningResult", "condition_responses", "tuning_curves"]
+__all__ = ["TuningResult", "best_over_phases", "condition_responses", "tuning_curves"]
 
 
 @dataclass
 class TuningResult:
     """Per-neuron tuning of ``units``.
 
-    Shape: ``responses [C, K]`` evoked responses to the ``conditions`` (``C`` dicts);
-    ``direction_curves [K, D]`` at ``directions [D]`` (degrees); ``preferred_direction_deg``,
-    ``preferred_orientation_deg``, ``osi``, ``dsi`` ``[K]``; ``curves``: parameter name ->
-    ``(values [V], responses [K, V])`` at each neuron's preferred other parameters;
-    ``log_gain [K]`` (None without a gain stream).
+    Shape: ``responses [C, K]`` evoked responses to the ``conditions`` (``C`` dicts; a static
+    grating shown at several phases is one condition, its response the largest over them);
+    ``orientation_curves [K, D]`` at ``directions [D]`` (degrees), at each neuron's best
+    condition (preferred orientation and OSI come from it); ``direction_curves [K, D]`` at its
+    best drifting condition (preferred direction and DSI; the same curve without drifting
+    conditions); ``preferred_direction_deg``, ``preferred_orientation_deg``, ``osi``, ``dsi``
+    ``[K]``; ``curves``: parameter name -> ``(values [V], responses [K, V])`` at each neuron's
+    preferred other parameters; ``log_gain [K]`` (None without a gain stream).
     """
 
     units: np.ndarray
@@ -52,6 +59,7 @@ class TuningResult:
     preferred_orientation_deg: np.ndarray
     osi: np.ndarray
     dsi: np.ndarray
+    orientation_curves: np.ndarray | None = None
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     gain: dict | None = None
     log_gain: np.ndarray | None = None
@@ -146,7 +154,7 @@ def tuning_curves(
             states.append(
                 condition_responses(state, stimulus, progress=progress, desc=f"gain {label}")
             )
-        lo, hi = (x[:, idx] for x in states)
+        _, (lo, hi) = best_over_phases(table, *(x[:, idx] for x in states))
         slope = (hi * lo).sum(0) / np.maximum((lo * lo).sum(0), 1e-12)
         result.log_gain = np.log(np.maximum(slope, 1e-6))
         result.gain = {
@@ -159,8 +167,30 @@ def tuning_curves(
     return result
 
 
+def best_over_phases(
+    table: list[dict], *responses: np.ndarray
+) -> tuple[list[dict], list[np.ndarray]]:
+    """Conditions that differ only in ``phase_deg`` (a static grating at several spatial phases)
+    merged into one, each neuron's response to it the largest over the phases.
+
+    Shape: ``responses`` each ``[C, K]`` -> ``[C', K]``, with the ``C'`` merged conditions (without
+    ``phase_deg``) in order of first appearance. A table without ``phase_deg`` is returned as is.
+    """
+    if not table or "phase_deg" not in table[0]:
+        return table, list(responses)
+    groups: dict[tuple, list[int]] = {}
+    for i, c in enumerate(table):
+        groups.setdefault(tuple((k, v) for k, v in c.items() if k != "phase_deg"), []).append(i)
+    merged = [dict(key) for key in groups]
+    return merged, [np.stack([r[rows].max(0) for rows in groups.values()]) for r in responses]
+
+
 def _summarise(table: list[dict], responses: np.ndarray, units: np.ndarray) -> TuningResult:
-    """Direction curves at each neuron's best other parameters and the statistics above."""
+    """Orientation and direction curves at each neuron's best other parameters and the statistics
+    above: orientation from the best of all conditions (static gratings at their best phase
+    included), direction from the best drifting one (direction needs motion) when there is
+    one."""
+    table, (responses,) = best_over_phases(table, responses)
     keys = [k for k in table[0] if k not in ("direction", "orientation")]
     directions = np.array(sorted({c["direction"] for c in table}))
     groups: dict[tuple, list[int]] = {}
@@ -172,25 +202,39 @@ def _summarise(table: list[dict], responses: np.ndarray, units: np.ndarray) -> T
     for g, combo in enumerate(combos):
         for i in groups[combo]:
             cube[g, np.searchsorted(directions, table[i]["direction"])] = responses[i]
-    best = np.nanargmax(np.nanmax(cube, axis=1), axis=0)  # [K]
+    peak = np.nanmax(cube, axis=1)  # [G, K]
+    best = np.nanargmax(peak, axis=0)  # [K]
+    tf = keys.index("temporal_frequency_hz") if "temporal_frequency_hz" in keys else None
+    moving = np.array([tf is not None and combo[tf] > 0 for combo in combos])
+    best_moving = best
+    if moving.any() and not moving.all():
+        best_moving = np.nanargmax(np.where(moving[:, None], peak, -np.inf), axis=0)
     k = np.arange(responses.shape[1])
-    curves_dk = cube[best, :, k]  # [K, D]
-    r = np.nan_to_num(curves_dk - np.nanmin(curves_dk, axis=1, keepdims=True))
     theta = np.deg2rad(directions)[None, :]
-    total = np.maximum(r.sum(1), 1e-12)
-    vec1 = (r * np.exp(1j * theta)).sum(1)
+
+    def shifted(curves: np.ndarray) -> np.ndarray:
+        return np.nan_to_num(curves - np.nanmin(curves, axis=1, keepdims=True))
+
+    ori_curves, dir_curves = cube[best, :, k], cube[best_moving, :, k]  # [K, D]
+    r = shifted(ori_curves)
     vec2 = (r * np.exp(2j * theta)).sum(1)
-    pref_dir = np.rad2deg(np.angle(vec1)) % 360.0
     pref_ori = (np.rad2deg(np.angle(vec2)) / 2) % 180.0
+    osi = np.abs(vec2) / np.maximum(r.sum(1), 1e-12)
     top = r.argmax(1)
-    opposite = np.abs(((directions[None, :] - directions[top][:, None] - 180.0) + 180) % 360 - 180)
+    rd = shifted(dir_curves)
+    vec1 = (rd * np.exp(1j * theta)).sum(1)
+    pref_dir = np.rad2deg(np.angle(vec1)) % 360.0
+    top_d = rd.argmax(1)
+    opposite = np.abs(
+        ((directions[None, :] - directions[top_d][:, None] - 180.0) + 180) % 360 - 180
+    )
     opp = opposite.argmin(1)
-    r_pref, r_opp = r[k, top], r[k, opp]
+    r_pref, r_opp = rd[k, top_d], rd[k, opp]
     dsi = (r_pref - r_opp) / np.maximum(r_pref + r_opp, 1e-12)
     result = TuningResult(
         units=units, conditions=table, responses=responses, directions=directions,
-        direction_curves=curves_dk, preferred_direction_deg=pref_dir,
-        preferred_orientation_deg=pref_ori, osi=np.abs(vec2) / total, dsi=dsi,
+        direction_curves=dir_curves, preferred_direction_deg=pref_dir,
+        preferred_orientation_deg=pref_ori, osi=osi, dsi=dsi, orientation_curves=ori_curves,
     )  # fmt: skip
     # one-parameter curves at the neuron's best direction and best values of the others
     for j, key in enumerate(keys):

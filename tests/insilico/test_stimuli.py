@@ -24,7 +24,8 @@ def test_both_families_are_registered_plugins() -> None:
 
 
 def test_gratings_cover_the_grid_and_drift_along_their_direction() -> None:
-    config = GratingsConfig(directions=4, spatial_frequencies_cpd=[0.05], contrasts=[0.5])
+    config = GratingsConfig(directions=4, spatial_frequencies_cpd=[0.05], contrasts=[0.5],
+                            temporal_frequencies_hz=[2.0])  # fmt: skip
     gratings = Gratings(config)
     table = gratings.conditions(SCREEN)
     assert [c["direction"] for c in table] == [0.0, 90.0, 180.0, 270.0]
@@ -44,6 +45,24 @@ def test_gratings_cover_the_grid_and_drift_along_their_direction() -> None:
     back = gratings.frames(SCREEN, [2], np.array([0.0, 1 / 16]))[0, :, 0]
     error = [np.abs(np.roll(back[0], s)[10:-10] - back[1][10:-10]).max() for s in shifts]
     assert shifts[int(np.argmin(error))] == -round(period_px / 8)
+
+
+def test_static_gratings_are_shown_at_every_phase() -> None:
+    sf = 1 / (16 * SCREEN.deg_per_px)  # a period of 16 pixels
+    config = GratingsConfig(directions=4, spatial_frequencies_cpd=[sf], contrasts=[1.0],
+                            temporal_frequencies_hz=[0.0, 2.0], phases=4, phase_deg=10.0)  # fmt: skip
+    table = Gratings(config).conditions(SCREEN)
+    static = [c for c in table if c["temporal_frequency_hz"] == 0]
+    drifting = [c for c in table if c["temporal_frequency_hz"] > 0]
+    assert len(static) == 16 and len(drifting) == 4
+    assert sorted({c["phase_deg"] for c in static}) == [10.0, 100.0, 190.0, 280.0]
+    assert {c["phase_deg"] for c in drifting} == {10.0}
+    # a quarter of a cycle of phase moves the bars a quarter of a spatial period along +x
+    frames = Gratings(config).frames(SCREEN, [0, 4], np.zeros(1))[:, 0]  # direction 0, 10 / 100 deg
+    shifts = np.arange(-6, 7)
+    error = [np.abs(np.roll(frames[0], s, axis=1)[:, 10:-10] - frames[1][:, 10:-10]).max()
+             for s in shifts]  # fmt: skip
+    assert shifts[int(np.argmin(error))] == 4 and min(error) < 1e-5
 
 
 def test_grating_parameters_by_channel_name() -> None:
