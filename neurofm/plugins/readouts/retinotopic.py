@@ -113,9 +113,10 @@ class RetinotopicConfig(PluginConfig):
     ``phi_s`` a nonlinearity of stream ``s`` shared by every neuron (a sum of
     ``behaviour_gain_basis`` tanh units), ``v_ns`` a per-neuron weight (0 at start). Beside the
     context path's gain, which can use any stream and the population, it gives each stream's
-    effect a term of its own. Off by default: on simulated V1 it made the running gain read in
-    silico follow the simulator's (r 0.46 -> 0.67-0.76) but lowered the preferred orientation's
-    accuracy by 3-6 points (BENCHMARKS.md, "In-silico experiments").
+    effect a term of its own. Off by default: on simulated V1 it makes the running gain read in
+    silico follow the simulator's more closely (r 0.50-0.56 -> 0.66-0.77, the preferred
+    orientation unchanged) and may cost forecasting 0.01, not yet measured on every benchmark
+    (BENCHMARKS.md, "In-silico experiments").
     """
 
     type: Literal["retinotopic"] = "retinotopic"
