@@ -54,9 +54,10 @@ class StreamTensor:
             scan-phase offsets of two-photon imaging). The model fills it when the sample
             carries offsets; None means every column is sampled at ``times``. An encoder that
             ignores it places a unit's tokens at the frame times, as before offsets existed.
-        valid_host: ``valid`` as a numpy array on the host, or None. The model fills it when it
-            moves a sample to its device, so an encoder can make data-dependent choices (which
-            tokens to keep) without reading device memory; see :meth:`host_valid`.
+        valid_host, times_host: ``valid`` and ``times`` as numpy arrays on the host, or None.
+            The model fills them when it moves a sample to its device, so an encoder can make
+            data-dependent choices (which tokens to keep, how many steps a window of flashed
+            images spans) without reading device memory; see :meth:`host_valid`.
     """
 
     values: Tensor
@@ -65,13 +66,16 @@ class StreamTensor:
     period_s: float
     unit_time_offset_s: Tensor | None = None
     valid_host: np.ndarray | None = field(default=None, repr=False, compare=False)
+    times_host: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.valid_host is not None and self.valid_host.shape != tuple(self.valid.shape):
-            raise ValueError(
-                f"valid_host has shape {self.valid_host.shape} but valid has "
-                f"{tuple(self.valid.shape)}; it must be the same mask on the host (or None)"
-            )
+        for name, device in (("valid", self.valid), ("times", self.times)):
+            host = getattr(self, f"{name}_host")
+            if host is not None and host.shape != tuple(device.shape):
+                raise ValueError(
+                    f"{name}_host has shape {host.shape} but {name} has {tuple(device.shape)}; "
+                    f"it must be the same array on the host (or None)"
+                )
 
     @property
     def n_samples(self) -> int:
@@ -88,6 +92,13 @@ class StreamTensor:
         if self.valid_host is not None:
             return self.valid_host
         return self.valid.detach().cpu().numpy()
+
+    def host_times(self) -> np.ndarray:
+        """``times`` as a numpy float32 array on the host: ``times_host`` when the stream carries
+        it, else read from ``times`` (a device synchronisation on a GPU); as :meth:`host_valid`."""
+        if self.times_host is not None:
+            return self.times_host
+        return self.times.detach().cpu().numpy()
 
 
 @dataclass(frozen=True)

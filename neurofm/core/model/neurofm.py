@@ -452,9 +452,10 @@ class NeuroFM(nn.Module):
             return None
         vis, vis_host = _selector(mask.visible_time, device)
         host = None if stream.valid_host is None else stream.valid_host[vis_host]
+        times = None if stream.times_host is None else stream.times_host[vis_host]
         sub = StreamTensor(
             stream.values[vis], stream.valid[vis], stream.times[vis], stream.period_s,
-            valid_host=host,
+            valid_host=host, times_host=times,
         )  # fmt: skip
         units = None
         if enc.per_unit:
@@ -466,7 +467,7 @@ class NeuroFM(nn.Module):
             sub = StreamTensor(
                 sub.values[:, cols], sub.valid[:, cols], sub.times, sub.period_s,
                 None if offsets is None else offsets[cols],
-                None if host is None else host[:, mask.visible_units],
+                None if host is None else host[:, mask.visible_units], times,
             )  # fmt: skip
         return sub, units
 
@@ -778,17 +779,22 @@ def _channel_valid(stream: StreamTensor) -> Tensor:
 
 def _to(stream: StreamTensor, device: torch.device) -> StreamTensor:
     """A sample's stream on the model's device, copied without waiting for the device, with its
-    validity kept on the host (``valid_host``) when it came from there."""
-    host = stream.valid_host
+    validity and times kept on the host (``valid_host``, ``times_host``) when they came from
+    there."""
+    host, times = stream.valid_host, stream.times_host
     if host is None and stream.valid.device.type == "cpu":
         host = stream.valid.numpy()
+    if times is None and stream.times.device.type == "cpu":
+        times = stream.times.numpy()
     if stream.values.device == device and (
         stream.unit_time_offset_s is None or stream.unit_time_offset_s.device == device
     ):
-        return stream if host is stream.valid_host else replace(stream, valid_host=host)
+        if host is stream.valid_host and times is stream.times_host:
+            return stream
+        return replace(stream, valid_host=host, times_host=times)
     offsets = stream.unit_time_offset_s
     return StreamTensor(
         to_device(stream.values, device), to_device(stream.valid, device),
         to_device(stream.times, device), stream.period_s,
-        None if offsets is None else to_device(offsets, device), host,
+        None if offsets is None else to_device(offsets, device), host, times,
     )  # fmt: skip

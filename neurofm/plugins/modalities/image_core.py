@@ -20,9 +20,10 @@ import math
 from collections.abc import Sequence
 from typing import Literal
 
-import torch
+import numpy as np
 from pydantic import Field
 
+from neurofm.core.devices import to_device
 from neurofm.core.interfaces import PositionedOutput, StreamTensor
 from neurofm.plugins.modalities.movie_core import MovieCoreConfig, MovieCoreEncoder
 
@@ -66,17 +67,29 @@ class ImageCoreEncoder(MovieCoreEncoder):
         if stream.n_samples == 0:
             return StreamTensor(stream.values, stream.valid, onsets, c.step_s)
         last = min(c.duration_s or stream.period_s, c.max_last_s)  # of the last presentation
-        # an image appears at the first step at or after its onset (causal: a step never shows
+        # the step layout depends on the onsets: worked out on the host (the onsets' host copy,
+        # in float32 as the device would), so rendering never waits for the device.
+        # An image appears at the first step at or after its onset (causal: a step never shows
         # an image that is not yet on screen); the grid covers [first onset, last onset + last)
-        first = torch.ceil((onsets - onsets[0]) / c.step_s - _SNAP).long()  # [K]
-        steps = max(1, math.ceil(float(onsets[-1] - onsets[0] + last) / c.step_s - _SNAP))
-        index = torch.arange(steps, device=onsets.device)
-        times = onsets[0] + index.to(onsets.dtype) * c.step_s
-        shown = torch.searchsorted(first, index, right=True) - 1  # [T'] >= 0
-        on_screen = torch.ones_like(index, dtype=torch.bool)
+        on = stream.host_times().astype(np.float32)
+        step, snap = np.float32(c.step_s), np.float32(_SNAP)
+        first = np.ceil((on - on[0]) / step - snap).astype(np.int64)  # [K]
+        span = float(on[-1] - on[0] + np.float32(last))
+        steps = max(1, math.ceil(span / c.step_s - _SNAP))
+        index = np.arange(steps)
+        shown = np.searchsorted(first, index, side="right") - 1  # [T'] >= 0
+        on_screen = np.ones(steps, dtype=bool)
         if c.duration_s is not None:
             on_screen = index < first[shown] + max(1, math.ceil(c.duration_s / c.step_s - _SNAP))
-        valid = stream.valid.reshape(stream.n_samples, -1).all(1)[shown]
+        valid = stream.host_valid().reshape(stream.n_samples, -1).all(1)[shown]
+        device = stream.values.device
+        times = onsets[0] + to_device(index, device).to(onsets.dtype) * c.step_s
         expand = (-1,) + (1,) * (stream.values.ndim - 1)
-        frames = stream.values[shown] * on_screen.to(stream.values.dtype).view(expand)
-        return StreamTensor(frames, valid, times, c.step_s)
+        shown_on = to_device(shown, device)
+        visible = to_device(on_screen, device, stream.values.dtype).view(expand)
+        frames = stream.values.index_select(0, shown_on) * visible
+        times_host = on[0] + index.astype(np.float32) * step
+        return StreamTensor(
+            frames, to_device(valid, device), times, c.step_s,
+            valid_host=valid, times_host=times_host,
+        )  # fmt: skip

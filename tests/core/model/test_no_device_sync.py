@@ -23,10 +23,13 @@ from torch.utils._pytree import tree_flatten
 
 import neurofm.core.model.neurofm as model_module
 from neurofm.core.data import open_dataset
+from neurofm.core.data.simulate_to_disk import simulate_to_disk
+from neurofm.core.data.simulation import SimulationConfig
 from neurofm.core.data.windows import WindowSampler, load_window
 from neurofm.core.devices import index_on, take_rows, to_device
 from neurofm.core.interfaces import StreamTensor
 from neurofm.core.model.builder import build_model
+from neurofm.core.model.config import ModelConfig
 from neurofm.core.model.presets import default_model_config
 from neurofm.core.tokens.tasks import get_task
 from neurofm.core.training import Trainer
@@ -150,6 +153,7 @@ def _moved(shadow: DeviceShadow, out: StreamTensor) -> StreamTensor:
     return StreamTensor(
         shadow.moved(out.values), shadow.moved(out.valid), shadow.moved(out.times),
         out.period_s, None if offsets is None else shadow.moved(offsets), out.valid_host,
+        out.times_host,
     )  # fmt: skip
 
 
@@ -178,6 +182,29 @@ def test_forward_makes_no_device_synchronisation(
     )
     batch, tasks = _batch(tiny_data, model, gaps)
     model(batch, tasks, np.random.default_rng(3))  # caches filled on the first call
+    shadow = _forward_in_shadow(model, batch, tasks, monkeypatch)
+    assert not shadow.events, "synchronising operations:\n" + "\n".join(map(str, shadow.events))
+
+
+@pytest.fixture(scope="module")
+def image_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    sim = SimulationConfig.tiny().model_copy(update={"stimulus": "image"})
+    return simulate_to_disk(tmp_path_factory.mktemp("images") / "data", sim, progress=False)
+
+
+@pytest.mark.parametrize("gaps", [False, True], ids=["complete", "gaps"])
+def test_flashed_images_make_no_device_synchronisation(
+    image_data: Path, monkeypatch: pytest.MonkeyPatch, gaps: bool
+) -> None:
+    """``image_core`` lays a window's presentations onto its step grid from the onsets' host
+    copy (``StreamTensor.times_host``)."""
+    data = default_model_config("tiny", frame_size=(18, 32)).model_dump()
+    data["modalities"]["image"] = {**data["modalities"].pop("movie"), "type": "image_core",
+                                   "step_s": 0.1}  # fmt: skip
+    torch.manual_seed(0)
+    model = build_model(ModelConfig.model_validate(data), open_dataset(image_data))
+    batch, tasks = _batch(image_data, model, gaps)
+    model(batch, tasks, np.random.default_rng(3))
     shadow = _forward_in_shadow(model, batch, tasks, monkeypatch)
     assert not shadow.events, "synchronising operations:\n" + "\n".join(map(str, shadow.events))
 
@@ -256,7 +283,9 @@ def test_device_helpers() -> None:
 
 def test_stream_refuses_a_host_validity_of_another_shape() -> None:
     valid = torch.ones(5, 2, dtype=torch.bool)
-    with pytest.raises(ValueError, match="same mask on the host"):
+    with pytest.raises(ValueError, match=r"valid_host has shape \(5,\) but valid has \(5, 2\)"):
         StreamTensor(torch.zeros(5, 2), valid, torch.zeros(5), 0.1, valid_host=np.ones(5, bool))
-    stream = StreamTensor(torch.zeros(5, 2), valid, torch.zeros(5), 0.1)
-    assert stream.host_valid().shape == (5, 2)
+    with pytest.raises(ValueError, match=r"times_host has shape \(4,\) but times has \(5,\)"):
+        StreamTensor(torch.zeros(5, 2), valid, torch.zeros(5), 0.1, times_host=np.zeros(4))
+    stream = StreamTensor(torch.zeros(5, 2), valid, torch.arange(5.0), 0.1)
+    assert stream.host_valid().shape == (5, 2) and stream.host_times().tolist() == [0, 1, 2, 3, 4]
