@@ -57,7 +57,9 @@ class StreamTensor:
         valid_host, times_host: ``valid`` and ``times`` as numpy arrays on the host, or None.
             The model fills them when it moves a sample to its device, so an encoder can make
             data-dependent choices (which tokens to keep, how many steps a window of flashed
-            images spans) without reading device memory; see :meth:`host_valid`.
+            images spans) without reading device memory; see :meth:`host_valid`. A stream
+            derived with another ``valid`` or ``times`` (``dataclasses.replace``) must set the
+            copy anew or to None; on the CPU a copy that differs is refused.
     """
 
     values: Tensor
@@ -71,10 +73,19 @@ class StreamTensor:
     def __post_init__(self) -> None:
         for name, device in (("valid", self.valid), ("times", self.times)):
             host = getattr(self, f"{name}_host")
-            if host is not None and host.shape != tuple(device.shape):
+            if host is None:
+                continue
+            if host.shape != tuple(device.shape):
                 raise ValueError(
                     f"{name}_host has shape {host.shape} but {name} has {tuple(device.shape)}; "
                     f"it must be the same array on the host (or None)"
+                )
+            # on the CPU the two can be compared cheaply: a copy left stale by
+            # dataclasses.replace(stream, valid=...) is caught in CPU tests
+            if device.device.type == "cpu" and not np.array_equal(device.numpy(), host):
+                raise ValueError(
+                    f"{name}_host differs from {name}; when deriving a stream with another "
+                    f"{name}, set {name}_host=None (or its new host copy)"
                 )
 
     @property

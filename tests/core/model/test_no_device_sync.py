@@ -78,6 +78,8 @@ class DeviceShadow(TorchFunctionMode):
     def _record(self, kind: str, name: str) -> None:
         frames = [f for f in traceback.extract_stack() if "/neurofm/" in f.filename]
         f = frames[-1] if frames else traceback.extract_stack()[-3]
+        if f.name == "__post_init__" and f.filename.endswith("core/interfaces.py"):
+            return  # StreamTensor's check of its host copies runs on CPU tensors only
         where = f"{f.filename.rsplit('neurofm/', 1)[-1]}:{f.lineno} {(f.line or '').strip()}"
         self.events.append((kind, name, where))
 
@@ -289,3 +291,7 @@ def test_stream_refuses_a_host_validity_of_another_shape() -> None:
         StreamTensor(torch.zeros(5, 2), valid, torch.zeros(5), 0.1, times_host=np.zeros(4))
     stream = StreamTensor(torch.zeros(5, 2), valid, torch.arange(5.0), 0.1)
     assert stream.host_valid().shape == (5, 2) and stream.host_times().tolist() == [0, 1, 2, 3, 4]
+    kept = replace(stream, valid_host=stream.host_valid())
+    with pytest.raises(ValueError, match="valid_host differs from valid; when deriving"):
+        replace(kept, valid=torch.zeros(5, 2, dtype=torch.bool))  # a stale host copy
+    assert not replace(kept, valid=~valid, valid_host=None).host_valid().any()
