@@ -14,6 +14,7 @@ __all__ = [
     "TemporalPatches",
     "check_unit_stream",
     "frames_hwc",
+    "groups_with_valid",
     "patch_grid",
     "patch_spans",
     "patches_with_valid",
@@ -140,17 +141,29 @@ def series_tokens_batch(embed: nn.Module, channels: int, patch: int, streams, wh
     return out
 
 
+def groups_with_valid(valid: np.ndarray, size: int, axis: int = 0) -> np.ndarray:
+    """Whether each group of ``size`` consecutive entries along ``axis`` of a host mask holds a
+    valid one (the last group may be shorter): which tokens an encoder keeps, decided on the
+    host (``StreamTensor.host_valid()``; docs/backbone.md, "The forward pass on a GPU").
+
+    Shape: ``axis`` of length ``T`` becomes ``ceil(T / size)``; the other axes stay.
+    """
+    valid = np.moveaxis(valid, axis, 0)
+    t = valid.shape[0]
+    n = -(-t // size)
+    padded = np.zeros((n * size, *valid.shape[1:]), dtype=bool)
+    padded[:t] = valid
+    return np.moveaxis(padded.reshape(n, size, *valid.shape[1:]).any(1), 0, axis)
+
+
 def patches_with_valid(valid: np.ndarray, patch: int) -> np.ndarray:
     """Which patches of :func:`temporal_patches` hold a valid sample, from the stream's validity
-    on the host (``StreamTensor.host_valid()``).
+    on the host.
 
     Shape: valid ``[T]`` or ``[T, C]`` -> ``[ceil(T / patch)]`` bool (any column counts).
     """
-    t = valid.shape[0]
-    n = math.ceil(t / patch)
-    flat = np.zeros(n * patch, dtype=bool)
-    flat[:t] = valid.any(axis=tuple(range(1, valid.ndim))) if valid.ndim > 1 else valid
-    return flat.reshape(n, patch).any(1)
+    any_column = valid if valid.ndim == 1 else valid.any(axis=tuple(range(1, valid.ndim)))
+    return groups_with_valid(any_column, patch)
 
 
 def patch_grid(

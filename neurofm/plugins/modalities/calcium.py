@@ -15,6 +15,7 @@ from neurofm.core.devices import take_rows
 from neurofm.core.interfaces import ModalityEncoder, StreamTensor, Tokens
 from neurofm.core.tokens.tokenization import (
     check_unit_stream,
+    groups_with_valid,
     patch_spans,
     same_length_groups,
     temporal_patches,
@@ -60,7 +61,7 @@ class CalciumEncoder(ModalityEncoder):
         )
         # [n, P, N] -> [N, n, 2P]
         x = torch.cat([p.values, p.valid.to(values.dtype)], dim=1).permute(2, 0, 1)
-        keep = _unit_patches_with_valid(stream.host_valid(), self.config.patch_samples)  # [N, n]
+        keep = groups_with_valid(stream.host_valid(), self.config.patch_samples).T  # [N, n]
         features = self.embed(x) + unit_embeddings[:, None, :]
         spans = p.spans.expand(n_units, -1, -1)
         if stream.unit_time_offset_s is not None:  # [N]: each neuron's sample time in a frame
@@ -99,9 +100,9 @@ class CalciumEncoder(ModalityEncoder):
             x = torch.cat([p.values, p.valid.to(p.values.dtype)], dim=1).permute(2, 0, 1)
             identities = torch.cat([unit_embeddings[i] for i in group])
             features = self.embed(x) + identities[:, None, :]  # [sum N, n, d]
-            keep = _unit_patches_with_valid(
+            keep = groups_with_valid(
                 np.concatenate([s.host_valid() for s in members], 1), patch
-            )  # [sum N, n], on the host
+            ).T  # [sum N, n], on the host
             start = 0
             for i, stream, n_units in zip(group, members, counts, strict=True):
                 rows = slice(start, start + n_units)
@@ -115,15 +116,3 @@ class CalciumEncoder(ModalityEncoder):
                     take_rows(spans.flatten(0, 1), kept),
                 )
         return out  # type: ignore[return-value]
-
-
-def _unit_patches_with_valid(valid: np.ndarray, patch: int) -> np.ndarray:
-    """Which (unit, patch) tokens hold a valid sample, from the validity on the host.
-
-    Shape: valid ``[T, N]`` -> ``[N, ceil(T / patch)]`` bool.
-    """
-    t, n_units = valid.shape
-    n = -(-t // patch)
-    padded = np.zeros((n * patch, n_units), dtype=bool)
-    padded[:t] = valid
-    return padded.reshape(n, patch, n_units).any(1).T

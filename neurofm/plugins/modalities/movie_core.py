@@ -29,7 +29,7 @@ from neurofm.core.interfaces import (
     Tokens,
 )
 from neurofm.core.tokens.conv_core import CoreConfig, FactorisedCore
-from neurofm.core.tokens.tokenization import frames_hwc, same_length_groups
+from neurofm.core.tokens.tokenization import frames_hwc, groups_with_valid, same_length_groups
 
 __all__ = ["MovieCoreConfig", "MovieCoreEncoder"]
 
@@ -151,7 +151,7 @@ class MovieCoreEncoder(PositionedStimulusEncoder):
             any_valid,
             times[:, first],
             times[:, last],
-            _group_any(valid_host, c.frame_pool),
+            groups_with_valid(valid_host, c.frame_pool, axis=1),
         )
 
     def _tokens(
@@ -176,7 +176,7 @@ class MovieCoreEncoder(PositionedStimulusEncoder):
         mean, _, first, last = _group_mean(
             pooled, valid, c.token_frames, bool(valid_host.all())
         )  # [G, n, C, r, c]
-        keep = _group_any(valid_host, c.token_frames)  # [G, n], on the host
+        keep = groups_with_valid(valid_host, c.token_frames, axis=1)  # [G, n], on the host
         n = mean.shape[1]
         x = self.to_token(mean.flatten(0, 1).flatten(2).transpose(1, 2)) + self.position
         n_spatial = x.shape[1]
@@ -197,18 +197,6 @@ class MovieCoreEncoder(PositionedStimulusEncoder):
         values = stream.values.new_zeros(0, self.feature_channels, h, w)
         tokens = Tokens(stream.values.new_zeros(0, self.d_model), stream.values.new_zeros(0, 2))
         return PositionedOutput(tokens, FeatureMap(values, stream.times[:0], stream.period_s))
-
-
-def _group_any(valid: np.ndarray, k: int) -> np.ndarray:
-    """Whether each group of ``k`` consecutive steps has a valid one (host arrays).
-
-    Shape: ``[G, T]`` -> ``[G, ceil(T / k)]``.
-    """
-    g, t = valid.shape
-    n = -(-t // k)
-    padded = np.zeros((g, n * k), dtype=bool)
-    padded[:, :t] = valid
-    return padded.reshape(g, n, k).any(2)
 
 
 def _group_mean(
