@@ -34,7 +34,7 @@ def checkpoint(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 
 FAST = ["--neurons", "0-3", "--mei-steps", "2", "--natural-frames", "20", "--quiet",
-        "--spots-config", '{"rows": 6, "columns": 8}', "--gratings-config", '{"directions": 8}']  # fmt: skip
+        "--spots-config", '{"rows": 6, "columns": 8}', "--gratings-config", '{"directions": 8, "phases": 2}']  # fmt: skip
 
 
 def test_all_experiments_write_arrays_figures_and_a_summary(

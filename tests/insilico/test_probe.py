@@ -14,7 +14,7 @@ from neurofm.core.model.builder import build_model
 from neurofm.core.model.config import ModelConfig
 from neurofm.core.model.presets import default_model_config
 from neurofm.insilico import InsilicoError, ModelProbe
-from neurofm.insilico.stimuli import Gratings, SparseNoise, StimulusFitError
+from neurofm.insilico.stimuli import Gratings, GratingsConfig, SparseNoise, StimulusFitError
 from neurofm.insilico.tuning import condition_responses, tuning_curves
 
 
@@ -92,8 +92,8 @@ def test_held_behaviour_changes_the_prediction(model, sessions) -> None:
     frames = torch.zeros(1, probe.n_frames, 18, 32)
     with probe.frozen(), torch.no_grad():
         assert not torch.allclose(probe.responses(frames), fast.responses(frames))
-    result = tuning_curves(probe, Gratings(), [0, 1], gain_stream="running",
-                           gain_values=([0.0], [20.0]))  # fmt: skip
+    result = tuning_curves(probe, Gratings(GratingsConfig(phases=2)), [0, 1],
+                           gain_stream="running", gain_values=([0.0], [20.0]))  # fmt: skip
     assert result.log_gain.shape == (2,) and np.isfinite(result.log_gain).all()
 
 
