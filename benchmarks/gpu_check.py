@@ -12,6 +12,12 @@
    the backbone; median step time, input+query tokens per second, peak memory
    (``torch.cuda.max_memory_allocated``; on CPU the process's peak RSS).
 
+3. **Synchronisations**: one forward pass of the default model (``tiny``) and one training step
+   under CUDA's sync debug mode (``torch.cuda.set_sync_debug_mode("warn")``), counting the calls
+   that made the host wait: none is expected in the forward pass, and in the step only the
+   reads after its backward pass (the loss and the gradient norm). On a CPU this part is
+   skipped: ``tests/core/model/test_no_device_sync.py`` checks the same on a simulated device.
+
 Everything is printed and, with ``--json``, written as one JSON object. ``--quick`` shrinks the
 sizes (2 presets -> ``tiny``, fewer steps) for a smoke run on a CPU.
 """
@@ -25,9 +31,11 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -169,6 +177,43 @@ def step_check(device: torch.device, presets: list[str], steps: int, sessions, s
     return rows
 
 
+def _synchronising_calls(fn) -> list[str]:
+    """Messages of the synchronising CUDA calls ``fn()`` makes (CUDA's sync debug mode)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return [str(w.message) for w in caught if "synchroniz" in str(w.message).lower()]
+
+
+def sync_check(device: torch.device, sessions, sim) -> dict:
+    if device.type != "cuda":
+        print("sync: skipped on a CPU (tests/core/model/test_no_device_sync.py checks it on a "
+              "simulated device)")  # fmt: skip
+        return {"skipped": "not on CUDA"}
+    torch.manual_seed(0)
+    model = build_model(default_model_config("tiny", frame_size=(sim.height, sim.width)), sessions)
+    training = TrainingConfig(steps=10, batch_size=16, warmup_steps=1, eval_every=10_000,
+                              device="cuda")  # fmt: skip
+    trainer = Trainer(model, sessions, training, window_s=2.0, progress=False)
+    trainer.train_step()  # caches and optimizer state
+    batch = trainer.loader.load(trainer.loader.plan.plan(10_000))
+    torch.cuda.synchronize(device)
+    forward = _synchronising_calls(
+        lambda: model(batch.samples, batch.tasks, np.random.default_rng(0))
+    )
+    torch.cuda.synchronize(device)
+    step = _synchronising_calls(trainer.train_step)
+    print(f"sync: {len(forward)} synchronising calls in a forward pass (0 expected), "
+          f"{len(step)} in a training step (the reads after its backward)")  # fmt: skip
+    for message in forward[:3]:
+        print(f"  forward: {message.splitlines()[0]}")
+    return {"forward": len(forward), "step": len(step), "forward_first": forward[:3]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
@@ -193,6 +238,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         sessions = open_dataset(simulate_to_disk(Path(tmp) / "data", sim, progress=False))
         result["steps"] = step_check(device, presets, steps, sessions, sim)
+        result["sync"] = sync_check(device, sessions, sim)
     ok = all(r["ok"] for r in result["attention"])
     print(f"attention numerics: {'all within 1e-3' if ok else 'SOME ABOVE 1e-3'}")
     if args.json is not None:
