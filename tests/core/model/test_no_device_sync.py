@@ -295,3 +295,7 @@ def test_stream_refuses_a_host_validity_of_another_shape() -> None:
     with pytest.raises(ValueError, match="valid_host differs from valid; when deriving"):
         replace(kept, valid=torch.zeros(5, 2, dtype=torch.bool))  # a stale host copy
     assert not replace(kept, valid=~valid, valid_host=None).host_valid().any()
+    view = StreamTensor(stream.values[1:3], valid[1:3], stream.times[1:3], 0.1,
+                        valid_host=kept.valid_host[1:3], times_host=stream.host_times()[1:3])  # fmt: skip
+    copy = replace(view, valid_host=view.valid_host.copy())  # equal, not a view: compared
+    assert view.host_valid().shape == copy.host_valid().shape == (2, 2)
