@@ -1,9 +1,15 @@
-"""Training step time, tokens/s and model FLOP utilisation (MFU) at the tiny and 7M presets.
+"""Training step time, tokens/s, model FLOP utilisation (MFU) and operations per step.
 
 MFU = (FLOPs of one forward + backward, counted by ``torch.utils.flop_counter``) / step time,
 relative to this machine's measured fp32 matmul peak (best of square matmuls, same thread count).
 
+Operations per step: the tensor operations one whole training step (forward, backward,
+optimizer) dispatches, views and host reads of CPU scalars left out. On a GPU each is at least
+one kernel launch (some microseconds of host time each), so for a small model their number,
+not the arithmetic, sets the step time there; on a CPU it is counted, not timed.
+
     python benchmarks/train_step.py [--presets tiny,7M] [--steps 10] [--batch-size 16]
+        [--sessions 2]
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from neurofm.core.data import open_dataset
@@ -42,6 +49,23 @@ def matmul_peak(seconds: float = 1.0) -> float:
     return best
 
 
+class OperationCount(TorchDispatchMode):
+    """Counts the tensor operations dispatched inside it, views and host reads of CPU scalars
+    (the optimizer's step counts) left out: the operations that launch kernels on a GPU."""
+
+    SKIP = frozenset({"lift_fresh", "detach", "split", "unbind", "split_with_sizes",
+                      "_local_scalar_dense"})  # fmt: skip
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if not func.is_view and func._schema.name.split("::")[-1] not in self.SKIP:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
 def measure(preset: str, sessions, sim, args) -> None:
     torch.manual_seed(0)
     model = build_model(
@@ -66,6 +90,8 @@ def measure(preset: str, sessions, sim, args) -> None:
     model.zero_grad(set_to_none=True)
     tokens.clear()
     trainer.train_step()  # warm-up
+    with OperationCount() as operations:
+        trainer.train_step()
     times = []
     for _ in range(args.steps):
         start = time.perf_counter()
@@ -78,7 +104,8 @@ def measure(preset: str, sessions, sim, args) -> None:
     mfu = flops / step_s / args.peak
     print(f"{preset:>5}: {n_params / 1e6:5.2f}M params | {step_s * 1e3:7.1f} ms/step | "
           f"{mean_tokens / step_s:9.0f} tokens/s ({mean_tokens:.0f} input+query tokens/step) | "
-          f"{flops / 1e9:6.2f} GFLOP/step | {flops / step_s / 1e9:6.1f} GFLOP/s | MFU {mfu:.1%}")  # fmt: skip
+          f"{flops / 1e9:6.2f} GFLOP/step | {flops / step_s / 1e9:6.1f} GFLOP/s | MFU {mfu:.1%} | "
+          f"{operations.count} operations/step")  # fmt: skip
 
 
 def main() -> None:
@@ -89,6 +116,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--window-s", type=float, default=2.0)
+    parser.add_argument("--sessions", type=int, default=2,
+                        help="simulated sessions (one animal), default 2")  # fmt: skip
     parser.add_argument(
         "--stimulus-path", action=argparse.BooleanOptionalAction, default=True,
         help="the default model (stimulus path), or the model before it (--no-stimulus-path)",
@@ -97,7 +126,7 @@ def main() -> None:
     args.peak = matmul_peak()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; measured fp32 matmul "
           f"peak {args.peak / 1e9:.1f} GFLOP/s; batch {args.batch_size}, window {args.window_s} s")  # fmt: skip
-    sim = SimulationConfig(n_animals=1, sessions_per_animal=2, n_train_trials=10)
+    sim = SimulationConfig(n_animals=1, sessions_per_animal=args.sessions, n_train_trials=10)
     with tempfile.TemporaryDirectory() as tmp:
         sessions = open_dataset(simulate_to_disk(Path(tmp) / "data", sim, progress=False))
         for preset in args.presets.split(","):

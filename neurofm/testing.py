@@ -723,6 +723,7 @@ def check_head(
     _check_finite(what, "loss with invalid entries", b)
     if not math.isclose(float(a), float(b), rel_tol=1e-5, abs_tol=1e-6):
         raise _fail(what, "the loss depends on target values marked invalid")
+    _check_loss_terms(what, head, raw.detach(), target, garbage, valid)
 
     with torch.no_grad():
         empty_raw = head.project(h[:0])
@@ -748,6 +749,35 @@ def check_head(
         raise _fail(what, "per-unit predict must give [Q, K]")
 
     _check_reload(what, build, head, lambda m: (m.project(h), m.predict(m.project(h))))
+
+
+def _check_loss_terms(
+    what: str, head: Head, raw: Tensor, target: Tensor, garbage: Tensor, valid: Tensor
+) -> None:
+    """A head's optional per-entry losses: ``[Q, C]``, 0 where not valid (whatever the target
+    there), summing to :meth:`Head.loss`, also with the entries of several blocks side by side
+    (``Q = 1``), as the model passes them."""
+    with torch.no_grad():
+        terms = head.loss_terms(raw, garbage, valid)
+        if terms is None:
+            return
+        if tuple(terms.shape) != tuple(target.shape):
+            raise _fail(
+                what, f"loss_terms must give {list(target.shape)}, found {tuple(terms.shape)}"
+            )
+        _check_finite(what, "loss_terms", terms)
+        if bool((terms[~valid] != 0).any()):
+            raise _fail(what, "loss_terms must be 0 at entries that are not valid")
+        total, _ = head.loss(raw, target, valid)
+        flat = head.loss_terms(raw.reshape(1, -1, raw.shape[-1]), target.reshape(1, -1),
+                               valid.reshape(1, -1))  # fmt: skip
+    for got, shape in ((terms.sum(), "[Q, C]"), (flat.sum(), "[1, Q * C]")):
+        if not math.isclose(float(got), float(total), rel_tol=1e-5, abs_tol=1e-6):
+            raise _fail(
+                what,
+                f"loss_terms on {shape} entries sum to {float(got):.6g}, but loss gives "
+                f"{float(total):.6g}; they must agree",
+            )
 
 
 def _check_metric_names(head: Head, *, per_unit: bool) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 import pytest
@@ -316,3 +317,36 @@ def test_kit_checks_the_metrics_of_a_registered_head() -> None:
             check_plugin("heads", "test.metrics", bad)
     finally:
         registry.heads.unregister("test.metrics")
+
+
+# -- heads: per-entry losses ----------------------------------------------------------------
+class _TermsHead(_MetricsHead):
+    """A squared-error head with per-entry losses, broken in the way ``flaw`` names."""
+
+    flaw = ""
+
+    def loss_terms(self, raw: Tensor, target: Tensor, valid: Tensor) -> Tensor:
+        error = (raw[..., 0] - torch.where(valid, target, 0.0)) ** 2
+        if self.flaw == "invalid":
+            return error  # not 0 where the entry is not valid
+        if self.flaw == "scale":
+            return 2 * error * valid  # does not sum to loss
+        if self.flaw == "shape":
+            return (error * valid).reshape(-1)
+        return error * valid
+
+
+def test_kit_accepts_a_head_whose_loss_terms_sum_to_its_loss() -> None:
+    check_head(_TermsHead)
+
+
+@pytest.mark.parametrize(
+    ("flaw", "message"),
+    [("invalid", "loss_terms must be 0 at entries that are not valid"),
+     ("scale", "sum to"),
+     ("shape", "loss_terms must give [6, 3]")],
+)  # fmt: skip
+def test_kit_rejects_loss_terms_that_disagree_with_the_loss(flaw: str, message: str) -> None:
+    broken = type(f"_TermsHead_{flaw}", (_TermsHead,), {"flaw": flaw})
+    with pytest.raises(AssertionError, match=re.escape(message)):
+        check_head(broken)

@@ -577,6 +577,19 @@ class Head(_Plugin):
     def loss(self, raw: Tensor, target: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
         """``(sum of per-entry losses, number of valid entries)`` over ``target [Q, C]``."""
 
+    def loss_terms(self, raw: Tensor, target: Tensor, valid: Tensor) -> Tensor | None:
+        """The per-entry losses whose sum is :meth:`loss`'s first value, or None (the default).
+
+        Optional. A head that gives them has the loss of all a batch's target blocks of its
+        stream computed in one call (their entries side by side, ``Q = 1``, ``C`` the number
+        of entries), instead of one :meth:`loss` call per block; the model sums them per block
+        itself. Entries that are not valid must be 0 whatever their target (the conformance
+        kit checks both, and that the sum equals :meth:`loss`).
+
+        Shape: raw ``[Q, C, p]``, target/valid ``[Q, C]`` -> ``[Q, C]``.
+        """
+        return None
+
     def anchor(self, raw: Tensor, last: Tensor, known: Tensor) -> Tensor:
         """Fold the last visible value of each target column into the raw outputs.
 

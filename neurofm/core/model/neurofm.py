@@ -109,8 +109,15 @@ class PendingTarget:
 
 @dataclass
 class ModelOutput:
+    """A forward pass's loss (the mean of its targets' mean losses) and its target blocks.
+
+    Shape: loss ``[]``; target_losses ``[len(targets)]``, each target's
+    :meth:`TargetOutput.mean_loss` (None when there is no target).
+    """
+
     loss: Tensor
     targets: list[TargetOutput]
+    target_losses: Tensor | None = None
 
 
 def _key(name: str) -> str:
@@ -421,13 +428,17 @@ class NeuroFM(nn.Module):
                 visible = [(b, sub, e) for (b, sub, _), e in zip(visible, identities, strict=True)]
             if isinstance(enc, PositionedStimulusEncoder):
                 outputs = enc.encode_batch([sub for _, sub, _ in visible])
+                views = []
                 for (b, _, _), out in zip(visible, outputs, strict=True):
                     self._add_tokens(name, enc, out.tokens, xs[b], ts[b])
                     if self.reads_stimulus and out.features.values.shape[0]:
                         self._check_features(name, enc, out.features)
-                        eye = self._eye(masked[b], out.features.times)
-                        behaviour = self._behaviour(masked[b], out.features.times)
-                        stimulus[b].append(StimulusView(out.features, eye, behaviour))
+                        views.append((b, out.features))
+                if views:  # the readout reads them (self.reads_stimulus)
+                    reads = [(masked[b], features.times) for b, features in views]
+                    eyes, behaviour = self._eye(reads), self._behaviour(reads)
+                    for (b, features), eye, known in zip(views, eyes, behaviour, strict=True):
+                        stimulus[b].append(StimulusView(features, eye, known))
             else:
                 embeddings = [e for _, _, e in visible] if enc.per_unit else None
                 tokens = enc.tokenize_batch([sub for _, sub, _ in visible], embeddings)
@@ -500,29 +511,36 @@ class NeuroFM(nn.Module):
                 f"H, W] and [T]. Report this to the plugin's authors."
             )
 
-    def _eye(self, streams: dict[str, MaskedStream], times: Tensor) -> Tensor | None:
-        """The readout's eye stream at ``times [T]`` (linear interpolation of its visible samples;
-        0 — the mean — where it is not visible), or None when the sample has none visible."""
+    def _eye(self, reads: list[tuple[dict[str, MaskedStream], Tensor]]) -> list[Tensor | None]:
+        """For each ``(sample's streams, times [T])``: the readout's eye stream at those times
+        (linear interpolation of its visible samples; 0 — the mean — where it is not visible),
+        or None when the sample has none visible. One batched read for all."""
         name = self.readout.eye_stream
-        read = None if name is None else _visible_at(streams.get(name), times, 2)
-        return None if read is None else read[0]
+        if name is None:
+            return [None] * len(reads)
+        return [None if r is None else r[0] for r in _read_visible(name, reads, 2)]
 
-    def _behaviour(self, streams: dict[str, MaskedStream], times: Tensor) -> Tensor | None:
-        """The first channel of each of the readout's behaviour streams at ``times [T]``:
-        ``[T, S]``, interpolated from its visible samples within their span and NaN where the
-        stream is not known (hidden by the task, or before its first / after its last visible
-        sample plus one period); None when the readout reads none."""
+    def _behaviour(
+        self, reads: list[tuple[dict[str, MaskedStream], Tensor]]
+    ) -> list[Tensor | None]:
+        """For each ``(sample's streams, times [T])``: the first channel of each of the
+        readout's behaviour streams at those times, ``[T, S]``, interpolated from its visible
+        samples within their span and NaN where the stream is not known (hidden by the task, or
+        before its first / after its last visible sample plus one period); None when the
+        readout reads none. One batched read per stream."""
         names = self.readout.behaviour_streams
         if not names:
-            return None
-        columns = []
-        for name in names:
+            return [None] * len(reads)
+        per_stream = [_read_visible(name, reads, 1) for name in names]
+        out = []
+        for i, (_, times) in enumerate(reads):
             unknown = torch.full_like(times, float("nan"))
-            read = _visible_at(streams.get(name), times, 1)
-            columns.append(
-                unknown if read is None else torch.where(read[1], read[0][:, 0], unknown)
-            )
-        return torch.stack(columns, -1)
+            columns = [
+                unknown if read[i] is None else torch.where(read[i][1], read[i][0][:, 0], unknown)
+                for read in per_stream
+            ]
+            out.append(torch.stack(columns, -1))
+        return out
 
     # -- step 3: targets -------------------------------------------------------------------------
     def _targets(self, masked):
@@ -563,50 +581,115 @@ class NeuroFM(nn.Module):
 
     # -- step 4: readout and heads ---------------------------------------------------------------
     def _heads(self, batch, h, pending: list[PendingTarget], stimulus) -> ModelOutput:
-        outputs: list[TargetOutput] = []
-        per_sample = (
-            list(torch.split(h, self._query_counts(pending, len(batch)))) if pending else []
-        )
-        cursor = [0] * len(batch)
-        parts = []
-        for p in pending:
-            q = p.times.shape[0]
-            parts.append(per_sample[p.sample][cursor[p.sample] : cursor[p.sample] + q])
-            cursor[p.sample] += q
-        projected = iter(self._project_units(batch, pending, parts, stimulus))
-        for p, part in zip(pending, parts, strict=True):
-            b, name, times, units = p.sample, p.stream, p.times, p.units
-            q = times.shape[0]
-            head = self.head(name)
-            if units is not None:
-                raw = next(projected)
-                producer, want = self.readout, (q, units.numel(), self.readout.params_per_unit)
-            else:
-                raw = head.project(part)
-                producer, want = head, (q, p.values.shape[1], head.params_per_channel)
-            if tuple(raw.shape) != want:
-                raise ValueError(
-                    f"the output for stream {name!r} from {describe_plugin(producer)} has shape "
-                    f"{tuple(raw.shape)}; expected {list(want)} (queries, columns, parameters). "
-                    f"Report this to the plugin's authors or use another plugin."
-                )
-            if p.anchor is not None:
-                last, known, at = p.anchor
-                weight = torch.exp(
-                    -(times - at).clamp(min=0) / self.anchor_log_tau[_key(name)].exp()
-                )
-                shape = (-1,) + (1,) * (raw.ndim - 1)
-                raw = raw + weight.view(shape) * (head.anchor(raw, last, known) - raw)
-            loss_sum, count = head.loss(raw, p.values, p.valid)
-            outputs.append(
-                TargetOutput(b, name, raw, p.values, p.valid, times, units, loss_sum, count)
+        """Raw outputs of every target block (the readout's for per-unit streams, in one call;
+        each channel stream's head once for all its blocks), the anchor of forecast blocks, and
+        the losses: one :meth:`Head.loss_terms` call per head where the head gives per-entry
+        losses, else one :meth:`Head.loss` call per block."""
+        if not pending:
+            return ModelOutput(h.sum() * 0.0, [], None)
+        # the backbone's outputs are the blocks' queries, block after block (sample-major)
+        sizes = [p.times.shape[0] for p in pending]
+        parts = list(torch.split(h, sizes))
+        raws: list[Tensor] = [h] * len(pending)  # every entry replaced below
+        per_unit = [i for i, p in enumerate(pending) if p.units is not None]
+        projected = self._project_units(batch, pending, parts, stimulus)
+        for i, raw in zip(per_unit, projected, strict=True):
+            raws[i] = raw
+        by_stream: dict[str, list[int]] = {}
+        for i, p in enumerate(pending):
+            by_stream.setdefault(p.stream, []).append(i)
+        for name, blocks in by_stream.items():
+            blocks = [i for i in blocks if pending[i].units is None]
+            if blocks:  # a channel stream: its head projects all its blocks at once
+                rows = [sizes[i] for i in blocks]
+                out = self.head(name).project(torch.cat([parts[i] for i in blocks]))
+                if out.ndim != 3 or out.shape[0] != sum(rows):  # block shapes: checked next
+                    head = self.head(name)
+                    raise ValueError(
+                        f"{describe_plugin(head)} projected {sum(rows)} queries of stream "
+                        f"{name!r} to shape {tuple(out.shape)}; expected [{sum(rows)}, "
+                        f"{head.channels}, {head.params_per_channel}] (queries, channels, "
+                        f"parameters). Report this to the plugin's authors."
+                    )
+                for i, raw in zip(blocks, torch.split(out, rows), strict=True):
+                    raws[i] = raw
+        for i, p in enumerate(pending):
+            raws[i] = self._anchored(p, self._checked_raw(p, raws[i]))
+        sums: list[Tensor] = [h] * len(pending)
+        counts: list[Tensor] = [h] * len(pending)
+        means, order = [], []
+        for name, blocks in by_stream.items():
+            loss_sum, count = self._block_losses(
+                self.head(name), [raws[i] for i in blocks], [pending[i] for i in blocks]
             )
-        if outputs:
-            losses = torch.stack([o.mean_loss() for o in outputs])
-            loss = losses.mean()
+            means.append(loss_sum.float() / count.clamp(min=1))
+            order.extend(blocks)
+            for j, i in enumerate(blocks):
+                sums[i], counts[i] = loss_sum[j], count[j]
+        target_losses = torch.cat(means)
+        if order != sorted(order):  # back into the blocks' order
+            target_losses = target_losses[to_device(np.argsort(order), target_losses.device)]
+        outputs = [
+            TargetOutput(p.sample, p.stream, raw, p.values, p.valid, p.times, p.units, ls, c)
+            for p, raw, ls, c in zip(pending, raws, sums, counts, strict=True)
+        ]
+        return ModelOutput(target_losses.mean(), outputs, target_losses)
+
+    def _checked_raw(self, p: PendingTarget, raw: Tensor) -> Tensor:
+        if p.units is not None:
+            producer, want = self.readout, (p.times.shape[0], p.units.numel(),
+                                            self.readout.params_per_unit)  # fmt: skip
         else:
-            loss = h.sum() * 0.0
-        return ModelOutput(loss, outputs)
+            head = self.head(p.stream)
+            producer, want = head, (p.times.shape[0], p.values.shape[1], head.params_per_channel)
+        if tuple(raw.shape) != want:
+            raise ValueError(
+                f"the output for stream {p.stream!r} from {describe_plugin(producer)} has shape "
+                f"{tuple(raw.shape)}; expected {list(want)} (queries, columns, parameters). "
+                f"Report this to the plugin's authors or use another plugin."
+            )
+        return raw
+
+    def _anchored(self, p: PendingTarget, raw: Tensor) -> Tensor:
+        """A forecast block's raw outputs moved towards each column's last visible value, by a
+        weight that decays with the time since it (:meth:`Head.anchor`)."""
+        if p.anchor is None:
+            return raw
+        last, known, at = p.anchor
+        tau = self.anchor_log_tau[_key(p.stream)].exp()
+        weight = torch.exp(-(p.times - at).clamp(min=0) / tau)
+        shape = (-1,) + (1,) * (raw.ndim - 1)
+        return raw + weight.view(shape) * (self.head(p.stream).anchor(raw, last, known) - raw)
+
+    @staticmethod
+    def _block_losses(
+        head: Head, raws: list[Tensor], blocks: list[PendingTarget]
+    ) -> tuple[Tensor, Tensor]:
+        """``(loss sums [n], valid counts [n])`` of ``n`` target blocks of one head: from one
+        :meth:`Head.loss_terms` call over their entries side by side, summed per block (padded
+        to the largest block, a sum without atomics, so it is the same on every run), or from
+        one :meth:`Head.loss` call per block where the head gives no per-entry losses."""
+        terms = None
+        if type(head).loss_terms is not Head.loss_terms:
+            p = raws[0].shape[-1]
+            terms = head.loss_terms(
+                torch.cat([r.reshape(-1, p) for r in raws])[None],
+                torch.cat([b.values.reshape(-1) for b in blocks])[None],
+                torch.cat([b.valid.reshape(-1) for b in blocks])[None],
+            )
+        if terms is None:
+            pairs = [head.loss(r, b.values, b.valid) for r, b in zip(raws, blocks, strict=True)]
+            return torch.stack([s for s, _ in pairs]), torch.stack([c for _, c in pairs])
+        valid = torch.cat([b.valid.reshape(-1) for b in blocks]).long()
+        terms = terms.reshape(-1)
+        entries = [b.values.numel() for b in blocks]
+        width = max(entries)
+        if min(entries) != width:  # blocks of different sizes: into a padded table
+            at = np.concatenate([j * width + np.arange(e) for j, e in enumerate(entries)])
+            at = to_device(at, terms.device)
+            terms = terms.new_zeros(len(blocks) * width).index_copy(0, at, terms)
+            valid = valid.new_zeros(len(blocks) * width).index_copy(0, at, valid)
+        return terms.view(len(blocks), width).sum(1), valid.view(len(blocks), width).sum(1)
 
     def _project_units(self, batch, pending: list[PendingTarget], parts, stimulus) -> list[Tensor]:
         """The readout's raw outputs for every per-unit target block, in one batched call."""
@@ -635,13 +718,6 @@ class NeuroFM(nn.Module):
                 f"authors."
             )
         return out
-
-    @staticmethod
-    def _query_counts(pending: list[PendingTarget], n: int) -> list[int]:
-        counts = [0] * n
-        for p in pending:
-            counts[p.sample] += p.times.shape[0]
-        return counts
 
 
 def plugin_learning_rate_scales(plugin: nn.Module) -> dict[str, float]:
@@ -678,31 +754,64 @@ def plugin_learning_rate_scales(plugin: nn.Module) -> dict[str, float]:
     return out
 
 
-def _visible_at(
-    item: MaskedStream | None, times: Tensor, channels: int
-) -> tuple[Tensor, Tensor] | None:
-    """The first ``channels`` channels of a stream's visible samples interpolated at ``times
-    [T]`` (held constant beyond them): ``[T, channels]``, and whether each time lies within the
-    visible samples' span (first sample to last plus one period) ``[T]``; None when the stream
-    is absent or nothing of it is visible."""
-    if item is None or not item.mask.visible_time.any():
-        return None
-    stream = item.stream
-    vis, _ = _selector(item.mask.visible_time, stream.values.device)
-    values, seen = stream.values[vis], stream.times[vis]
-    read = _interpolate(seen, values.reshape(values.shape[0], -1)[:, :channels], times)
-    return read, (times >= seen[0]) & (times <= seen[-1] + stream.period_s)
+def _read_visible(
+    name: str, reads: list[tuple[dict[str, MaskedStream], Tensor]], channels: int
+) -> list[tuple[Tensor, Tensor] | None]:
+    """Stream ``name`` read at the times of each ``(sample's streams, times [T])``: its visible
+    samples' first ``channels`` channels linearly interpolated at the times (held constant
+    beyond them), ``[T, channels]``, and whether each time lies within the visible samples' span
+    (first sample to last plus one period), ``[T]``; None where the sample lacks the stream or
+    shows none of it.
 
-
-def _interpolate(x: Tensor, y: Tensor, at: Tensor) -> Tensor:
-    """Linear interpolation of samples ``y [n, C]`` at sorted times ``x [n]``, evaluated at
-    ``at [m]`` (held constant beyond the ends)."""
-    if x.shape[0] == 1:
-        return y.expand(at.shape[0], -1)
-    hi = torch.searchsorted(x.contiguous(), at.contiguous()).clamp(1, x.shape[0] - 1)
+    One computation for every sample: the visible samples are gathered into a padded
+    ``[R, N]`` table by one host-built index (each row's last sample repeated, which the search
+    never picks), so the number of operations does not grow with the batch."""
+    found = [
+        (i, item)
+        for i, (streams, _) in enumerate(reads)
+        if (item := streams.get(name)) is not None and item.mask.visible_time.any()
+    ]
+    out: list[tuple[Tensor, Tensor] | None] = [None] * len(reads)
+    if not found:
+        return out
+    rows = [np.flatnonzero(item.mask.visible_time) for _, item in found]
+    width = max(2, max(r.size for r in rows))
+    table = np.empty((len(found), width + 1), dtype=np.int64)  # padded indices, then the count
+    start = 0
+    for j, ((_, item), r) in enumerate(zip(found, rows, strict=True)):
+        table[j, : r.size] = start + r
+        table[j, r.size : width] = start + r[-1]
+        table[j, width] = r.size
+        start += item.stream.values.shape[0]
+    device = found[0][1].stream.values.device
+    table_d = to_device(table, device)
+    index, count = table_d[:, :width], table_d[:, width]
+    values = torch.cat([it.stream.values.reshape(it.stream.values.shape[0], -1)[:, :channels]
+                        for _, it in found])  # fmt: skip
+    seen = torch.cat([it.stream.times for _, it in found])[index]  # [R, N]
+    y = values[index]  # [R, N, C]
+    at = [reads[i][1] for i, _ in found]
+    lengths = [t.shape[0] for t in at]
+    at = (
+        torch.stack(at)
+        if len(set(lengths)) == 1
+        else nn.utils.rnn.pad_sequence(at, batch_first=True, padding_value=0.0)
+    )  # [R, T]
+    last = (count - 1).clamp(min=1)[:, None]
+    hi = torch.minimum(torch.searchsorted(seen, at).clamp(min=1), last)
     lo = hi - 1
-    w = ((at - x[lo]) / (x[hi] - x[lo]).clamp(min=1e-9)).clamp(0, 1)[:, None]
-    return y[lo] * (1 - w) + y[hi] * w
+    x_lo, x_hi = seen.gather(1, lo), seen.gather(1, hi)
+    w = ((at - x_lo) / (x_hi - x_lo).clamp(min=1e-9)).clamp(0, 1)[..., None]
+    c = y.shape[-1]
+    y_lo = y.gather(1, lo[..., None].expand(-1, -1, c))
+    y_hi = y.gather(1, hi[..., None].expand(-1, -1, c))
+    read = y_lo * (1 - w) + y_hi * w
+    period = to_device(np.array([it.stream.period_s for _, it in found], np.float32), device)
+    end = seen.gather(1, (count - 1)[:, None])[:, 0] + period
+    inside = (at >= seen[:, :1]) & (at <= end[:, None])
+    for j, (i, _) in enumerate(found):
+        out[i] = read[j, : lengths[j]], inside[j, : lengths[j]]
+    return out
 
 
 def _check_stimulus_path(encoders: Mapping[str, ModalityEncoder], readout: Readout | None) -> None:

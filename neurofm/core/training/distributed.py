@@ -110,12 +110,22 @@ class TrainStep(nn.Module):
 
     Returns ``(loss_total, n_targets)``; the trainer divides by the number of targets over all
     ranks, so the loss (and gradient) is the mean over the global batch whatever its split.
+
+    ``touch_parameters``: while training, add 0 times the sum of every trainable parameter
+    outside the backbone, so each one gets a gradient (0 where the batch does not use it) and
+    DDP / FSDP see the same parameters on every rank. That is one operation per parameter,
+    and the per-session parameters grow with the sessions; a single process does without it
+    (:func:`wrap_for_training` sets it only when distributed), and the trainer keeps every
+    gradient allocated and zeroes them instead, which gives the same gradients.
     """
 
-    def __init__(self, model: NeuroFM, *, autocast_bf16: bool = False) -> None:
+    def __init__(
+        self, model: NeuroFM, *, autocast_bf16: bool = False, touch_parameters: bool = True
+    ) -> None:
         super().__init__()
         self.model = model
         self.autocast_bf16 = autocast_bf16
+        self.touch_parameters = touch_parameters
 
     def forward(
         self, batch: Sequence[WindowSample], tasks: Sequence[TaskSpec], rng: np.random.Generator
@@ -123,16 +133,23 @@ class TrainStep(nn.Module):
         device_type = self.model.device.type
         with torch.autocast(device_type, torch.bfloat16, enabled=self.autocast_bf16):
             out = self.model(batch, tasks, rng)
-        losses = [o.mean_loss() for o in out.targets]
-        total = torch.stack(losses).sum() if losses else out.loss.float()
-        touch = [
-            p.sum()
-            for name, p in self.model.named_parameters()
-            if p.requires_grad and not name.startswith("backbone.")
-        ]
+        n_targets = len(out.targets)
+        if out.target_losses is not None:
+            total = out.target_losses.sum()
+        elif n_targets:  # a model output built without the per-target vector
+            total = torch.stack([o.mean_loss() for o in out.targets]).sum()
+        else:
+            total = out.loss.float()
+        touch = []
+        if self.touch_parameters and torch.is_grad_enabled():
+            touch = [
+                p.sum()
+                for name, p in self.model.named_parameters()
+                if p.requires_grad and not name.startswith("backbone.")
+            ]
         if touch:
             total = total + 0.0 * torch.stack(touch).sum()
-        count = total.new_full((), float(len(losses)))  # a fill, not a host-to-device copy
+        count = total.new_full((), float(n_targets))  # a fill, not a host-to-device copy
         penalty = self.model.penalty() if self.training and torch.is_grad_enabled() else None
         if penalty is not None:
             # the trainer divides by the global target count C and DDP averages the W ranks'
@@ -160,7 +177,11 @@ def wrap_for_training(
     """
     if compile_backbone:  # the whole backbone recompiled at every batch (packing-dependent)
         model.backbone.compile_blocks()
-    step = TrainStep(model, autocast_bf16=bf16 and model.device.type == "cuda")
+    step = TrainStep(
+        model,
+        autocast_bf16=bf16 and model.device.type == "cuda",
+        touch_parameters=info.distributed,
+    )
     if not info.distributed:
         return step
     if model.device.type == "cuda":

@@ -266,6 +266,18 @@ class Trainer:
             foreach=True,
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        # the parameters whose gradients a single process keeps at 0 rather than free (the ones
+        # TrainStep would otherwise touch), and the rest of the optimizer's
+        touched = {
+            id(p)
+            for name, p in model.named_parameters()
+            if p.requires_grad and not name.startswith("backbone.")
+        }
+        optimized = [p for group in self.optimizer.param_groups for p in group["params"]]
+        self._kept_gradients = (
+            [p for p in optimized if id(p) in touched],
+            [p for p in optimized if id(p) not in touched],
+        )
         self.step = 0
         self.before_step: list[Callable[[Trainer], None]] = []
         self.monitor = LossMonitor()  # warns on loss spikes, skips steps with NaN/inf gradients
@@ -311,11 +323,11 @@ class Trainer:
         # once, after the backward pass is queued (on a GPU it does not wait for the forward)
         sums = all_reduce_sum_tensor(torch.stack([total.detach().double(), count.double()]))
         scale = (self.dist.world_size / sums[1].clamp(min=1.0)).to(total.dtype)
-        self.optimizer.zero_grad(set_to_none=True)
+        self._zero_gradients()
         (total * scale).backward()
         global_total, global_count = sums.tolist()
         if not math.isfinite(global_total):
-            self.optimizer.zero_grad(set_to_none=True)
+            self._zero_gradients()
             raise NeurofmError(
                 f"training loss became {global_total} at step {self.step}; the weights were not "
                 f"updated. Lower the learning rate (training.lr) or check the data for extreme values."
@@ -331,6 +343,29 @@ class Trainer:
         self.scheduler.step()
         self.step += 1
         return global_total / max(global_count, 1.0)
+
+    def _zero_gradients(self) -> None:
+        """Gradients to 0 before a backward pass, as the step's :class:`TrainStep` expects.
+
+        Distributed, every gradient is freed (``None``): the step puts each trainable
+        parameter outside the backbone in the graph, so each gets one (0 where unused). A
+        single process does not touch them (one operation per parameter, and the per-session
+        parameters grow with the sessions): it keeps those parameters' gradients allocated and
+        zeroes them in one multi-tensor operation, so a parameter the batch does not use has a
+        gradient of 0 all the same; the backbone's gradients are freed as before. The
+        parameters are taken from the optimizer when it is built (``_kept_gradients``)."""
+        if self.dist.distributed:
+            self.optimizer.zero_grad(set_to_none=True)
+            return
+        kept, freed = self._kept_gradients
+        for p in freed:
+            p.grad = None
+        grads = [p.grad for p in kept if p.grad is not None]
+        if grads:
+            torch._foreach_zero_(grads)
+        for p in kept:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
 
     def validation_loss(self, max_windows: int = 64) -> float:
         """Mean loss over up to ``max_windows`` fixed validation windows, each task in turn."""

@@ -43,7 +43,9 @@ class PoissonHead(Head):
         offset = torch.where(known, level + torch.log(-torch.expm1(-level)), 0.0)
         return raw + offset[:, None]
 
-    def loss(self, raw: Tensor, target: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+    def loss_terms(self, raw: Tensor, target: Tensor, valid: Tensor) -> Tensor:
         rate = self.predict(raw)
-        nll = rate - target * rate.log()
-        return (nll * valid).sum(), valid.sum()
+        return (rate - target * rate.log()) * valid
+
+    def loss(self, raw: Tensor, target: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+        return self.loss_terms(raw, target, valid).sum(), valid.sum()

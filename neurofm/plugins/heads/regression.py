@@ -41,12 +41,15 @@ class RegressionHead(Head):
     def predict(self, raw: Tensor) -> Tensor:
         return raw[..., 0]
 
-    def loss(self, raw: Tensor, target: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+    def loss_terms(self, raw: Tensor, target: Tensor, valid: Tensor) -> Tensor:
         error = (raw[..., 0] - target) ** 2
         if self.params_per_channel == 2:
             log_var = raw[..., 1].clamp(-10.0, 10.0)
             error = 0.5 * (error * (-log_var).exp() + log_var + math.log(2 * math.pi))
-        return (error * valid).sum(), valid.sum()
+        return error * valid
+
+    def loss(self, raw: Tensor, target: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+        return self.loss_terms(raw, target, valid).sum(), valid.sum()
 
     def predict_variance(self, raw: Tensor) -> Tensor:
         """Predicted variance ``[Q, C]`` (gaussian likelihood; 1 for mse)."""

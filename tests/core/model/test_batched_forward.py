@@ -77,3 +77,54 @@ def test_one_readout_call_per_batch_matches_one_per_sample(
     for name, g in grads.items():
         scale = each_grads[name].abs().max().clamp(min=1e-12)
         assert (g - each_grads[name]).abs().max() <= 1e-4 * scale, name
+
+
+@pytest.mark.parametrize("stimulus_path", [True, False])
+def test_one_loss_call_per_head_matches_one_per_block(
+    tiny_data: Path, monkeypatch: pytest.MonkeyPatch, stimulus_path: bool
+) -> None:
+    """Heads that give per-entry losses (``Head.loss_terms``, the built-ins) are asked once per
+    batch for all their blocks; a head without them (a third-party head written against
+    ``loss`` alone) once per block. Both give the same losses, per-target sums and counts,
+    predictions and gradients; ``ModelOutput.target_losses`` is each target's mean loss."""
+    sessions = open_dataset(tiny_data)
+    torch.manual_seed(0)
+    model = build_model(
+        default_model_config("tiny", frame_size=(18, 32), stimulus_path=stimulus_path), sessions
+    ).eval()
+    sampler = WindowSampler(sessions, 1.0, seed=2)
+    batch = [load_window(sessions[i], t0, 1.0, model.normalization())
+             for i, t0 in sampler.draw(2 * len(TASKS))]  # fmt: skip
+    tasks = [get_task(name) for name in TASKS * 2]
+    head_types = {type(h) for h in model.heads.values()}
+    originals = {cls: cls.loss_terms for cls in head_types}
+    calls = []
+    for cls, terms in originals.items():
+
+        def counted(self, raw, target, valid, terms=terms):
+            calls.append(type(self).__name__)
+            return terms(self, raw, target, valid)
+
+        monkeypatch.setattr(cls, "loss_terms", counted)
+    out, grads = _run(model, batch, tasks)
+    streams = {t.stream for t in out.targets}
+    assert len(calls) == len(streams) < len(out.targets)  # one call per head, not per block
+    torch.testing.assert_close(
+        out.target_losses, torch.stack([t.mean_loss() for t in out.targets]), rtol=0, atol=0
+    )
+    for cls, terms in originals.items():  # heads without per-entry losses: Head.loss per block
+        monkeypatch.setattr(cls, "loss_terms", lambda self, raw, target, valid: None)
+        monkeypatch.setattr(
+            cls, "loss", lambda self, r, t, v, terms=terms: (terms(self, r, t, v).sum(), v.sum())
+        )
+    each, each_grads = _run(model, batch, tasks)
+    assert abs(out.loss.item() - each.loss.item()) <= 1e-6 * max(1.0, abs(each.loss.item()))
+    for a, b in zip(out.targets, each.targets, strict=True):
+        assert (a.sample, a.stream) == (b.sample, b.stream)
+        assert int(a.count) == int(b.count)
+        torch.testing.assert_close(a.loss_sum, b.loss_sum, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(a.raw, b.raw, rtol=0, atol=0)
+    assert grads.keys() == each_grads.keys()
+    for name, g in grads.items():
+        scale = each_grads[name].abs().max().clamp(min=1e-12)
+        assert (g - each_grads[name]).abs().max() <= 1e-4 * scale, name
