@@ -20,12 +20,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, Final
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from neurofm.core.backbone.packing import sample_offsets, take_samples, token_index
 from neurofm.core.backbone.packing import tokens_of_samples as tokens_of
+from neurofm.core.devices import to_device
 
 __all__ = [
     "BACKEND_NAMES", "AttentionBackend", "AutoBackend", "BackendUnavailableError",
@@ -170,18 +172,25 @@ class SdpaBackend(AttentionBackend):
             if nkv == 0:
                 pieces.append(q.new_zeros(len(samples) * nq, *q.shape[1:]))
                 continue
-            qs, qt = (take_samples(x, q_off, samples, nq) for x in (q, q_times))
-            ks, vs, kt = (take_samples(x, kv_off, samples, nkv) for x in (k, v, kv_times))
+            # one index per side (queries; keys, values and their times), sent once
+            many = len(samples) > 1
+            qi = token_index(q_off, samples, nq, q.device) if many else None
+            ki = token_index(kv_off, samples, nkv, k.device) if many else None
+            qs, qt = (take_samples(x, q_off, samples, nq, qi) for x in (q, q_times))
+            ks, vs, kt = (take_samples(x, kv_off, samples, nkv, ki) for x in (k, v, kv_times))
             pieces.append(self._batched(qs, ks, vs, qt, kt, nq, nkv))  # type: ignore[arg-type]
         if not pieces:
             return q.new_zeros(q.shape)
         out = torch.cat(pieces, dim=0)
         if order == sorted(order):  # groups came out in sample order (e.g. all lengths differ)
             return out
-        position = torch.cat([token_index(q_off, [i], q_seqlens[i], q.device) for i in order])
-        inverse = torch.empty_like(position)
-        inverse[position] = torch.arange(position.numel(), device=position.device)
-        return out.index_select(0, inverse)
+        # back into sample order: where each sample's rows landed, inverted on the host
+        position = np.concatenate(
+            [np.arange(q_off[i], q_off[i] + q_seqlens[i], dtype=np.int64) for i in order]
+        )
+        inverse = np.empty_like(position)
+        inverse[position] = np.arange(position.size, dtype=np.int64)
+        return out.index_select(0, to_device(inverse, out.device))
 
     @staticmethod
     def _batched(

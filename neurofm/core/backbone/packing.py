@@ -140,19 +140,25 @@ def sample_offsets(seqlens: Sequence[int]) -> list[int]:
 def token_index(
     offsets: Sequence[int], samples: Sequence[int], n: int, device: torch.device
 ) -> Tensor:
-    """Packed indices of the first ``n`` tokens of each listed sample, sample after sample.
+    """Packed indices of the first ``n`` tokens of each listed sample, sample after sample,
+    computed on the host and sent in one non-blocking copy.
 
     Shape:
         ``[len(samples) * n]`` int64.
     """
-    starts = to_device([offsets[i] for i in samples], device, torch.int64)
-    return (starts[:, None] + torch.arange(n, device=device)[None, :]).reshape(-1)
+    starts = np.asarray([offsets[i] for i in samples], dtype=np.int64)
+    return to_device(np.add.outer(starts, np.arange(n, dtype=np.int64)).reshape(-1), device)
 
 
 def take_samples(
-    x: Tensor | None, offsets: Sequence[int], samples: Sequence[int], n: int
+    x: Tensor | None,
+    offsets: Sequence[int],
+    samples: Sequence[int],
+    n: int,
+    index: Tensor | None = None,
 ) -> Tensor | None:
-    """The ``n`` tokens of each listed sample: a view for one sample, a gather for several.
+    """The ``n`` tokens of each listed sample: a view for one sample, a gather for several
+    (by ``index``, their :func:`token_index`, where the caller has it already).
 
     Shape:
         x ``[total, ...]`` -> ``[len(samples) * n, ...]`` (``None`` passes through).
@@ -161,7 +167,9 @@ def take_samples(
         return None
     if len(samples) == 1:
         return x.narrow(0, offsets[samples[0]], n)
-    return x.index_select(0, token_index(offsets, samples, n, x.device))
+    if index is None:
+        index = token_index(offsets, samples, n, x.device)
+    return x.index_select(0, index)
 
 
 def tokens_of_samples(active: Tensor, seqlens: Sequence[int], device: torch.device) -> Tensor:

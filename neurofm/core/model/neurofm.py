@@ -315,15 +315,8 @@ class NeuroFM(nn.Module):
             )
         rng = rng if rng is not None else np.random.default_rng(0)
         masked = self._masks(batch, tasks, rng)
-        in_x, in_t, stimulus = self._encode(batch, masked)
-        pending, q_x, q_t = self._targets(masked)
-        if not pending and batch:
-            # no sample has a target: one placeholder query keeps every backbone parameter in the
-            # graph (its loss is 0), so distributed gradient reductions see the same parameters
-            q_x[0] = torch.zeros(1, self.backbone.d_model, device=self.device)
-            q_t[0] = torch.zeros(1, 2, device=self.device)
-        inputs = PackedSequence.pack(in_x, in_t)
-        queries = PackedSequence.pack(q_x, q_t)
+        inputs, stimulus = self._encode(batch, masked)
+        pending, queries = self._targets(masked)
         durations = to_device([s.duration for s in batch], self.device, torch.float32)
         h = self.backbone(inputs, queries, self.backbone.latent_times(durations))
         return self._heads(batch, h, pending, stimulus)
@@ -408,11 +401,11 @@ class NeuroFM(nn.Module):
         """Input tokens per sample (features ``[n, d]``, spans ``[n, 2]``) and, per sample, the
         stimulus views the readout reads. Each encoder runs once per batch (``tokenize_batch``,
         or ``encode_batch`` for positioned ones), as does the readout's identity lookup."""
-        d, device = self.backbone.d_model, self.device
         xs: list[list[Tensor]] = [[] for _ in batch]
         ts: list[list[Tensor]] = [[] for _ in batch]
+        ids: list[list[int]] = [[] for _ in batch]  # each token set's stream, as an index
         stimulus: list[list[StimulusView]] = [[] for _ in batch]
-        for name in self._names:
+        for index, name in enumerate(self._names):
             enc = self.encoder(name)
             visible = []
             for b, streams in enumerate(masked):
@@ -430,7 +423,7 @@ class NeuroFM(nn.Module):
                 outputs = enc.encode_batch([sub for _, sub, _ in visible])
                 views = []
                 for (b, _, _), out in zip(visible, outputs, strict=True):
-                    self._add_tokens(name, enc, out.tokens, xs[b], ts[b])
+                    self._add_tokens(name, enc, out.tokens, (xs[b], ts[b], ids[b], index))
                     if self.reads_stimulus and out.features.values.shape[0]:
                         self._check_features(name, enc, out.features)
                         views.append((b, out.features))
@@ -449,10 +442,35 @@ class NeuroFM(nn.Module):
                         f"sample. Report this to the plugin's authors."
                     )
                 for (b, _, _), tok in zip(visible, tokens, strict=True):
-                    self._add_tokens(name, enc, tok, xs[b], ts[b])
-        in_x = [torch.cat(x) if x else torch.zeros(0, d, device=device) for x in xs]
-        in_t = [torch.cat(t) if t else torch.zeros(0, 2, device=device) for t in ts]
-        return in_x, in_t, stimulus
+                    self._add_tokens(name, enc, tok, (xs[b], ts[b], ids[b], index))
+        table = torch.stack([self.stream_embedding[_key(n)] for n in self._names])
+        return self._pack(xs, ts, ids, table), stimulus
+
+    def _pack(
+        self, xs: list[list[Tensor]], ts: list[list[Tensor]], ids: list[list[int]], table: Tensor
+    ) -> PackedSequence:
+        """The samples' token sets (features ``[n, d]``, spans ``[n, 2]``) packed in one
+        concatenation, each token plus its stream's row of ``table [S, d]`` (the stream or
+        query identity), added for the whole batch at once: a one-hot matrix built on the host
+        times the table (exactly the row; its gradient a matrix product, the same on every
+        run)."""
+        d, device = self.backbone.d_model, self.device
+        flat_x = [x for sample in xs for x in sample]
+        seqlens = [sum(x.shape[0] for x in sample) for sample in xs]
+        if not flat_x:
+            x = torch.zeros(0, d, device=device)
+            return PackedSequence(x, torch.zeros(0, 2, device=device), tuple(seqlens))
+        rows = np.repeat(
+            np.asarray([i for sample in ids for i in sample], dtype=np.int64),
+            [x.shape[0] for x in flat_x],
+        )
+        onehot = np.zeros((rows.size, table.shape[0]), dtype=np.float32)
+        onehot[np.arange(rows.size), rows] = 1.0
+        with torch.autocast(device.type, enabled=False):
+            identity = to_device(onehot, device) @ table.float()
+        x = torch.cat(flat_x) + identity
+        t = torch.cat([t.to(dtype=torch.float32) for sample in ts for t in sample])
+        return PackedSequence(x, t, tuple(seqlens))
 
     def _visible(self, enc, masked: MaskedStream):
         """``(visible sub-stream, visible unit indices or None)``, or None when nothing is
@@ -482,7 +500,9 @@ class NeuroFM(nn.Module):
             )  # fmt: skip
         return sub, units
 
-    def _add_tokens(self, name, enc, tokens, xs: list, ts: list) -> None:
+    def _add_tokens(self, name, enc, tokens, into: tuple[list, list, list, int]) -> None:
+        """Check an encoder's tokens and add them to a sample's lists ``(features, spans,
+        stream indices, this stream's index)``; the stream's identity is added at packing."""
         if tokens.features.shape[-1] != self.backbone.d_model or tokens.times.shape != (
             len(tokens),
             2,
@@ -494,8 +514,10 @@ class NeuroFM(nn.Module):
                 f"use another modality plugin for the stream."
             )
         if len(tokens):
-            xs.append(tokens.features + self.stream_embedding[_key(name)])
+            xs, ts, ids, index = into
+            xs.append(tokens.features)
             ts.append(tokens.times)
+            ids.append(index)
 
     def _check_features(self, name, enc, features: FeatureMap) -> None:
         v = features.values
@@ -543,14 +565,16 @@ class NeuroFM(nn.Module):
         return out
 
     # -- step 3: targets -------------------------------------------------------------------------
-    def _targets(self, masked):
-        """Every target block as a :class:`PendingTarget`, and each sample's output queries."""
-        d, device = self.backbone.d_model, self.device
+    def _targets(self, masked) -> tuple[list[PendingTarget], PackedSequence]:
+        """Every target block as a :class:`PendingTarget`, and the output queries, packed: one
+        per target time, its stream's query identity and the time's span (from the times' host
+        copies in one transfer where every target stream has them)."""
+        device = self.device
+        heads = [n for n in self._names if n in self.query_names]
         pending: list[PendingTarget] = []
-        q_x: list[Tensor] = []
-        q_t: list[Tensor] = []
+        host_spans: list[np.ndarray | None] = []
+        periods: list[float] = []
         for b, streams in enumerate(masked):
-            qs, qts = [], []
             for name, item in streams.items():
                 stream, mask = item.stream, item.mask
                 if name not in self.query_names or not mask.target_time.any():
@@ -560,7 +584,7 @@ class NeuroFM(nn.Module):
                     if mask.target_units.size == 0:
                         continue
                     units = to_device(mask.target_units, device)
-                tgt, _ = _selector(mask.target_time, device)
+                tgt, tgt_host = _selector(mask.target_time, device)
                 values, valid = stream.values[tgt], _channel_valid(stream)[tgt]
                 if units is not None:
                     cols = _columns(mask.target_units, stream.values.shape[1], units)
@@ -568,16 +592,41 @@ class NeuroFM(nn.Module):
                 if mask.target_excluded is not None:  # entries that are also visible inputs
                     valid = valid & ~to_device(mask.target_excluded, device)
                 times = stream.times[tgt]
-                qs.append(self.query_embedding[_key(name)].expand(times.shape[0], -1))
-                qts.append(torch.stack([times, times + stream.period_s], -1))
+                at = None if stream.times_host is None else stream.times_host[tgt_host]
+                host_spans.append(
+                    None if at is None else np.stack([at, at + np.float32(stream.period_s)], -1)
+                )
+                periods.append(stream.period_s)
                 anchor = _last_visible(stream, mask, units) if self.anchor_targets else None
                 offsets = stream.unit_time_offset_s
                 if offsets is not None and units is not None:
                     offsets = offsets[units]
                 pending.append(PendingTarget(b, name, values, valid, times, units, anchor, offsets))
-            q_x.append(torch.cat(qs) if qs else torch.zeros(0, d, device=device))
-            q_t.append(torch.cat(qts) if qts else torch.zeros(0, 2, device=device))
-        return pending, q_x, q_t
+        seqlens = [0] * len(masked)
+        for p in pending:
+            seqlens[p.sample] += p.times.shape[0]
+        if not pending:
+            # no sample has a target: one placeholder query keeps every backbone parameter in the
+            # graph (its loss is 0), so distributed gradient reductions see the same parameters
+            seqlens = [1, *seqlens[1:]] if masked else []
+            n = sum(seqlens)
+            x, t = (torch.zeros(n, k, device=device) for k in (self.backbone.d_model, 2))
+            return pending, PackedSequence(x, t, tuple(seqlens))
+        if all(h is not None for h in host_spans):
+            t = to_device(np.concatenate(host_spans).astype(np.float32), device)
+        else:  # a stream without host times: the spans from the device times
+            t = torch.cat([torch.stack([p.times, p.times + period], -1).float()
+                           for p, period in zip(pending, periods, strict=True)])  # fmt: skip
+        rows = np.repeat(
+            np.asarray([heads.index(p.stream) for p in pending], dtype=np.int64),
+            [p.times.shape[0] for p in pending],
+        )
+        onehot = np.zeros((rows.size, len(heads)), dtype=np.float32)
+        onehot[np.arange(rows.size), rows] = 1.0
+        table = torch.stack([self.query_embedding[_key(n)] for n in heads])
+        with torch.autocast(device.type, enabled=False):
+            x = to_device(onehot, device) @ table.float()
+        return pending, PackedSequence(x, t, tuple(seqlens))
 
     # -- step 4: readout and heads ---------------------------------------------------------------
     def _heads(self, batch, h, pending: list[PendingTarget], stimulus) -> ModelOutput:

@@ -73,8 +73,10 @@ def patch_spans(times: Tensor, patch: int, period_s: float) -> Tensor:
     if t == 0:
         return times.new_zeros(*times.shape[:-1], 0, 2)
     starts = times[..., ::patch]
-    last = torch.clamp(torch.arange(n, device=times.device) * patch + patch - 1, max=t - 1)
-    return torch.stack([starts, times[..., last] + period_s], dim=-1)
+    ends = times[..., patch - 1 :: patch]  # the last sample of every full patch (a view)
+    if ends.shape[-1] < n:  # a partial last patch ends at the last sample
+        ends = torch.cat([ends, times[..., -1:]], dim=-1)
+    return torch.stack([starts, ends + period_s], dim=-1)
 
 
 def same_length_groups(streams) -> list[list[int]]:

@@ -525,9 +525,9 @@ class _Rows:
 
     def padded(self, flat: Tensor) -> Tensor:
         if self._layout is None:
-            layout = torch.full((len(self.counts), self.width), self.total, dtype=torch.long)
+            layout = np.full((len(self.counts), self.width), self.total, dtype=np.int64)
             for i, (start, count) in enumerate(zip(self.starts, self.counts, strict=True)):
-                layout[i, :count] = torch.arange(start, start + count)
+                layout[i, :count] = np.arange(start, start + count)
             self._layout = to_device(layout, self.device)
         zero = flat.new_zeros(1, *flat.shape[1:])
         return torch.cat([flat, zero])[self._layout]
