@@ -96,6 +96,10 @@ class RetinotopicConfig(PluginConfig):
     ``position_frequencies``: Fourier features of the screen position in the identity embedding.
     ``logit_penalty`` / ``feature_l1``: weights of the training penalties (:meth:`penalty`) on
     the free logits (sum of squares per neuron) and on the feature weights (L1 per neuron).
+    ``feature_l1`` is 0.005 by default: each neuron reads few of the core's channels, which
+    raised stimulus+behaviour -> responses on the quality benchmark's small data by 0.016-0.018
+    of the noise ceiling (two training seeds; BENCHMARKS.md, "Quality vs baselines"); 0.03 is
+    far too strong there (0.53 of the ceiling against 0.70).
     ``stimulus_lr_scale``: the learning rate of the stimulus path's parameters (shifters,
     windows, feature weights, drive, filter, amplitude) as a multiple of the training learning
     rate (:meth:`learning_rate_scales`); the positions (maps, offsets) and spreads, the
@@ -131,7 +135,7 @@ class RetinotopicConfig(PluginConfig):
     mask_height: int = Field(9, ge=1)
     mask_width: int = Field(16, ge=1)
     logit_penalty: float = Field(0.0, ge=0)
-    feature_l1: float = Field(0.0, ge=0)
+    feature_l1: float = Field(0.005, ge=0)
     stimulus_lr_scale: float = Field(2.0, gt=0)
     squared_features: bool = False
     map_sharing: Literal["session", "animal"] = "session"

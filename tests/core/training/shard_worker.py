@@ -25,7 +25,9 @@ from neurofm.core.training.sharding import SessionShards, session_parameter_name
 def main(data: str, out: str, mode: str) -> None:
     info, _ = init_distributed("cpu")
     sessions = open_dataset(data)
-    model = stimulus_model(sessions, core={"norm": "none"})
+    # no feature-weight L1: a penalty over every session's table sees only the rank's own
+    # sessions when they are sharded (docs/scale-out.md), so the losses would differ by design
+    model = stimulus_model(sessions, readout={"feature_l1": 0.0}, core={"norm": "none"})
     config = TrainingConfig(
         steps=6,
         batch_size=2,

@@ -21,9 +21,14 @@ from neurofm.core.training.distributed import TrainStep
 
 def test_no_penalty_unless_a_plugin_asks_for_one(tiny_data: Path) -> None:
     sessions = open_dataset(tiny_data)
-    assert stimulus_model(sessions).penalty() is None
+    assert stimulus_model(sessions, readout={"feature_l1": 0.0}).penalty() is None
     before = default_model_config("tiny", frame_size=(18, 32), stimulus_path=False)
     assert build_model(before, sessions).penalty() is None
+    # the retinotopic readout's default asks for the L1 of its neurons' feature weights
+    model = stimulus_model(sessions)
+    weights = [model.readout.shared_weights + w for w in model.readout.weights.values()]
+    l1 = sum(float(w.abs().sum()) for w in weights) / sum(w.shape[0] for w in weights)
+    assert abs(float(model.penalty()) - 0.005 * l1) <= 1e-6 * max(1.0, 0.005 * l1)
 
 
 def test_training_adds_the_penalty_and_evaluation_does_not(tiny_data: Path) -> None:
@@ -35,7 +40,7 @@ def test_training_adds_the_penalty_and_evaluation_does_not(tiny_data: Path) -> N
             p.normal_()
     penalty = float(model.penalty())
     assert penalty > 0
-    same = stimulus_model(sessions)  # the same weights, no penalty
+    same = stimulus_model(sessions, readout={"feature_l1": 0.0})  # same weights, no penalty
     same.load_state_dict(model.state_dict())
     sampler = WindowSampler(sessions, 1.0, seed=0)
     batch = [load_window(sessions[i], t0, 1.0, model.normalization()) for i, t0 in sampler.draw(3)]
@@ -95,7 +100,7 @@ def test_validation_loss_has_no_penalty_whatever_the_mode_it_is_given(tiny_data:
         for p in model.readout.logits.values():
             p.normal_()
     assert float(model.penalty()) > 0
-    same = stimulus_model(sessions)  # the same weights, no penalty
+    same = stimulus_model(sessions, readout={"feature_l1": 0.0})  # same weights, no penalty
     same.load_state_dict(model.state_dict())
     tasks = [get_task("responses_from_stimulus")]
     step = TrainStep(model).train()  # as a caller may pass it
