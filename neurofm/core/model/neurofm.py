@@ -450,27 +450,34 @@ class NeuroFM(nn.Module):
         self, xs: list[list[Tensor]], ts: list[list[Tensor]], ids: list[list[int]], table: Tensor
     ) -> PackedSequence:
         """The samples' token sets (features ``[n, d]``, spans ``[n, 2]``) packed in one
-        concatenation, each token plus its stream's row of ``table [S, d]`` (the stream or
-        query identity), added for the whole batch at once: a one-hot matrix built on the host
-        times the table (exactly the row; its gradient a matrix product, the same on every
-        run)."""
+        concatenation, each token plus its stream's identity, the row ``ids`` names of
+        ``table [S, d]`` (:meth:`_identity_rows`)."""
         d, device = self.backbone.d_model, self.device
         flat_x = [x for sample in xs for x in sample]
         seqlens = [sum(x.shape[0] for x in sample) for sample in xs]
         if not flat_x:
             x = torch.zeros(0, d, device=device)
             return PackedSequence(x, torch.zeros(0, 2, device=device), tuple(seqlens))
-        rows = np.repeat(
-            np.asarray([i for sample in ids for i in sample], dtype=np.int64),
-            [x.shape[0] for x in flat_x],
+        identity = self._identity_rows(
+            [i for sample in ids for i in sample], [x.shape[0] for x in flat_x], table
         )
-        onehot = np.zeros((rows.size, table.shape[0]), dtype=np.float32)
-        onehot[np.arange(rows.size), rows] = 1.0
-        with torch.autocast(device.type, enabled=False):
-            identity = to_device(onehot, device) @ table.float()
         x = torch.cat(flat_x) + identity
         t = torch.cat([t.to(dtype=torch.float32) for sample in ts for t in sample])
         return PackedSequence(x, t, tuple(seqlens))
+
+    def _identity_rows(self, ids: list[int], counts: list[int], table: Tensor) -> Tensor:
+        """Row ``ids[j]`` of ``table [S, d]`` repeated ``counts[j]`` times, one after the other,
+        for the whole batch at once: a one-hot matrix built on the host times the table, in
+        float32 (exactly the rows; the table's gradient is one matrix product, the same on every
+        run, where adding each row to its tokens would take one operation per token set).
+
+        Shape: ``[sum(counts), d]``.
+        """
+        rows = np.repeat(np.asarray(ids, dtype=np.int64), np.asarray(counts, dtype=np.int64))
+        onehot = np.zeros((rows.size, table.shape[0]), dtype=np.float32)
+        onehot[np.arange(rows.size), rows] = 1.0
+        with torch.autocast(self.device.type, enabled=False):
+            return to_device(onehot, self.device) @ table.float()
 
     def _visible(self, enc, masked: MaskedStream):
         """``(visible sub-stream, visible unit indices or None)``, or None when nothing is
@@ -570,14 +577,15 @@ class NeuroFM(nn.Module):
         per target time, its stream's query identity and the time's span (from the times' host
         copies in one transfer where every target stream has them)."""
         device = self.device
-        heads = [n for n in self._names if n in self.query_names]
+        queried = self.query_names
+        heads = [n for n in self._names if n in queried]
         pending: list[PendingTarget] = []
         host_spans: list[np.ndarray | None] = []
         periods: list[float] = []
         for b, streams in enumerate(masked):
             for name, item in streams.items():
                 stream, mask = item.stream, item.mask
-                if name not in self.query_names or not mask.target_time.any():
+                if name not in queried or not mask.target_time.any():
                     continue
                 units = None
                 if mask.target_units is not None:
@@ -617,15 +625,10 @@ class NeuroFM(nn.Module):
         else:  # a stream without host times: the spans from the device times
             t = torch.cat([torch.stack([p.times, p.times + period], -1).float()
                            for p, period in zip(pending, periods, strict=True)])  # fmt: skip
-        rows = np.repeat(
-            np.asarray([heads.index(p.stream) for p in pending], dtype=np.int64),
-            [p.times.shape[0] for p in pending],
-        )
-        onehot = np.zeros((rows.size, len(heads)), dtype=np.float32)
-        onehot[np.arange(rows.size), rows] = 1.0
         table = torch.stack([self.query_embedding[_key(n)] for n in heads])
-        with torch.autocast(device.type, enabled=False):
-            x = to_device(onehot, device) @ table.float()
+        x = self._identity_rows(
+            [heads.index(p.stream) for p in pending], [p.times.shape[0] for p in pending], table
+        )
         return pending, PackedSequence(x, t, tuple(seqlens))
 
     # -- step 4: readout and heads ---------------------------------------------------------------

@@ -32,6 +32,7 @@ __all__ = [
     "all_reduce_sum",
     "all_reduce_sum_tensor",
     "init_distributed",
+    "touched_parameters",
     "wrap_for_training",
 ]
 
@@ -142,11 +143,7 @@ class TrainStep(nn.Module):
             total = out.loss.float()
         touch = []
         if self.touch_parameters and torch.is_grad_enabled():
-            touch = [
-                p.sum()
-                for name, p in self.model.named_parameters()
-                if p.requires_grad and not name.startswith("backbone.")
-            ]
+            touch = [p.sum() for p in touched_parameters(self.model)]
         if touch:
             total = total + 0.0 * torch.stack(touch).sum()
         count = total.new_full((), float(n_targets))  # a fill, not a host-to-device copy
@@ -156,6 +153,17 @@ class TrainStep(nn.Module):
             # gradients: penalty * c_rank summed that way is the penalty once, whatever the split
             total = total + penalty * count
         return total, count
+
+
+def touched_parameters(model: NeuroFM) -> list[nn.Parameter]:
+    """The parameters a distributed :class:`TrainStep` puts in every step's graph (0 times
+    their sum): the trainable ones outside the backbone, which a batch may leave unused (the
+    backbone's are always used)."""
+    return [
+        p
+        for name, p in model.named_parameters()
+        if p.requires_grad and not name.startswith("backbone.")
+    ]
 
 
 def wrap_for_training(

@@ -33,6 +33,7 @@ from neurofm.core.training.distributed import (
     all_reduce_max,
     all_reduce_sum,
     all_reduce_sum_tensor,
+    touched_parameters,
     wrap_for_training,
 )
 from neurofm.core.training.loader import TrainLoader, task_rng
@@ -268,11 +269,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         # the parameters whose gradients a single process keeps at 0 rather than free (the ones
         # TrainStep would otherwise touch), and the rest of the optimizer's
-        touched = {
-            id(p)
-            for name, p in model.named_parameters()
-            if p.requires_grad and not name.startswith("backbone.")
-        }
+        touched = {id(p) for p in touched_parameters(model)}
         optimized = [p for group in self.optimizer.param_groups for p in group["params"]]
         self._kept_gradients = (
             [p for p in optimized if id(p) in touched],
