@@ -398,9 +398,10 @@ class NeuroFM(nn.Module):
 
     # -- step 2: encode --------------------------------------------------------------------------
     def _encode(self, batch, masked):
-        """Input tokens per sample (features ``[n, d]``, spans ``[n, 2]``) and, per sample, the
-        stimulus views the readout reads. Each encoder runs once per batch (``tokenize_batch``,
-        or ``encode_batch`` for positioned ones), as does the readout's identity lookup."""
+        """The input tokens of every sample, packed with their stream identities
+        (:meth:`_pack`), and, per sample, the stimulus views the readout reads. Each encoder
+        runs once per batch (``tokenize_batch``, or ``encode_batch`` for positioned ones), as
+        does the readout's identity lookup."""
         xs: list[list[Tensor]] = [[] for _ in batch]
         ts: list[list[Tensor]] = [[] for _ in batch]
         ids: list[list[int]] = [[] for _ in batch]  # each token set's stream, as an index
